@@ -1,0 +1,72 @@
+"""Composition root: builds the stores, the pipeline, the listener and the web app.
+
+Everything is validated here at start-up: settings, secrets, the database
+schema (migrated), the de-identification profiles (parsed; a broken active
+profile stops the service).
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+
+import pydicom
+
+from dicom_service.care.enrolment import CareService
+from dicom_service.config import Settings
+from dicom_service.db.session import Database
+from dicom_service.deidentify import Profile, ProfileSet, load_profiles
+from dicom_service.errors import ConfigError
+from dicom_service.ingest.pipeline import IngestPipeline
+from dicom_service.storage.filesystem import FilesystemStore
+
+log = logging.getLogger(__name__)
+
+
+def _quiet_pydicom() -> None:
+    """pydicom's validation warnings quote the offending value: never emit them."""
+    pydicom.config.settings.reading_validation_mode = pydicom.config.IGNORE
+    pydicom.config.settings.writing_validation_mode = pydicom.config.IGNORE
+
+
+@dataclass
+class Services:
+    settings: Settings
+    db: Database
+    store: FilesystemStore
+    care: CareService
+    profiles: ProfileSet
+    pipeline: IngestPipeline
+
+    def active_profile(self) -> Profile:
+        return self.profiles.active
+
+    def profile_label(self) -> str:
+        p = self.profiles.active
+        return f"{p.name} v{p.version}"
+
+    def close(self) -> None:
+        self.db.dispose()
+
+
+def build_services(settings: Settings) -> Services:
+    """Validate everything and wire the services of one process."""
+    _quiet_pydicom()
+    settings = settings.with_secrets()
+    settings.validate()
+    if settings.server_secret is None:  # pragma: no cover - with_secrets fills it in
+        raise ConfigError("no server secret")
+    db = Database(settings.db_url)
+    db.migrate()
+    store = FilesystemStore(settings.data_dir / "store")
+    leftovers = store.recover()
+    if leftovers:
+        log.warning("removed %d temporary files left by an interrupted write", leftovers)
+    profiles = load_profiles(settings.profiles_dir)
+    care = CareService(db, store, settings.server_secret)
+    holder: list[Services] = []
+    pipeline = IngestPipeline(db, store, care, lambda: holder[0].active_profile())
+    services = Services(settings=settings, db=db, store=store, care=care, profiles=profiles,
+                        pipeline=pipeline)
+    holder.append(services)
+    return services

@@ -1,0 +1,1 @@
+"""Care logic: centres, peers, enrolments, consent and audit."""

@@ -1,0 +1,223 @@
+"""Centres, peers, enrolments and consent (the minimal core; panels extend it).
+
+An enrolment belongs to one centre and has a random pseudonym. The patient's
+local identifier is never stored: only a keyed hash of issuer + patient ID,
+through which incoming instances are matched.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+from dataclasses import dataclass
+
+from sqlalchemy import delete, func, select
+
+from dicom_service.care import audit
+from dicom_service.care.keys import enrolment_key, new_pseudonym, new_salt, patient_hash
+from dicom_service.db.models import Centre, Enrolment, Instance, Peer, Series, Study, utcnow
+from dicom_service.db.session import Database
+from dicom_service.deidentify import Pseudonymiser, derive_date_shift
+from dicom_service.errors import Conflict, NotFound
+from dicom_service.storage.base import InstanceStore
+
+log = logging.getLogger(__name__)
+
+_NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9 _.\-]{0,63}$")
+_AE_RE = re.compile(r"^[\x20-\x5b\x5d-\x7e]{1,16}$")
+_PSEUDONYM_RE = re.compile(r"^ERN-[0-9A-Z]{10}$")
+
+
+@dataclass(frozen=True)
+class PeerInfo:
+    ae_title: str
+    host: str | None
+    centre_id: int
+    centre: str
+
+
+@dataclass(frozen=True)
+class EnrolmentInfo:
+    id: int
+    pseudonym: str
+    centre_id: int
+    consent_care: bool
+    key_salt: bytes
+
+
+def validate_name(value: str, what: str) -> str:
+    if not _NAME_RE.match(value):
+        raise ValueError(f"{what} must be 1-64 letters, digits, space, '_', '.' or '-', "
+                         "starting with a letter or digit")
+    return value
+
+
+def validate_ae_title(value: str) -> str:
+    if not _AE_RE.match(value) or value.strip() != value:
+        raise ValueError("AE title must be 1-16 printable characters without backslash "
+                         "or surrounding spaces (PS3.5 AE)")
+    return value
+
+
+def validate_pseudonym(value: str) -> str:
+    if not _PSEUDONYM_RE.match(value):
+        raise ValueError("pseudonym must look like ERN- followed by 10 characters")
+    return value
+
+
+class CareService:
+    """Administrative operations on centres, peers, enrolments and consent."""
+
+    def __init__(self, db: Database, store: InstanceStore, server_secret: bytes) -> None:
+        self.db = db
+        self.store = store
+        self._secret = server_secret
+
+    # -- centres -----------------------------------------------------------
+    def add_centre(self, name: str, *, actor: str) -> int:
+        validate_name(name, "centre name")
+        with self.db.session() as s:
+            if s.scalar(select(Centre.id).where(Centre.name == name)) is not None:
+                raise Conflict(f"centre {name!r} exists already")
+            centre = Centre(name=name)
+            s.add(centre)
+            s.flush()
+            audit.record(s, actor=actor, action="centre.add", object_type="centre",
+                         object_id=name)
+            return centre.id
+
+    def list_centres(self) -> list[str]:
+        with self.db.session() as s:
+            return list(s.scalars(select(Centre.name).order_by(Centre.name)))
+
+    def _centre_id(self, name: str) -> int:
+        with self.db.session() as s:
+            cid = s.scalar(select(Centre.id).where(Centre.name == name))
+        if cid is None:
+            raise NotFound(f"no centre named {name!r}")
+        return cid
+
+    # -- peers -------------------------------------------------------------
+    def add_peer(self, ae_title: str, centre: str, host: str | None, *, actor: str) -> None:
+        validate_ae_title(ae_title)
+        cid = self._centre_id(centre)
+        with self.db.session() as s:
+            if s.scalar(select(Peer.id).where(Peer.ae_title == ae_title)) is not None:
+                raise Conflict(f"peer {ae_title!r} exists already")
+            s.add(Peer(ae_title=ae_title, host=host, centre_id=cid))
+            audit.record(s, actor=actor, action="peer.add", object_type="peer",
+                         object_id=ae_title, detail=f"centre={centre}")
+
+    def remove_peer(self, ae_title: str, *, actor: str) -> None:
+        with self.db.session() as s:
+            n = s.execute(delete(Peer).where(Peer.ae_title == ae_title)).rowcount  # type: ignore[attr-defined]
+            if not n:
+                raise NotFound(f"no peer {ae_title!r}")
+            audit.record(s, actor=actor, action="peer.remove", object_type="peer",
+                         object_id=ae_title)
+
+    def list_peers(self) -> list[PeerInfo]:
+        with self.db.session() as s:
+            rows = s.execute(select(Peer.ae_title, Peer.host, Centre.id, Centre.name)
+                             .join(Centre, Centre.id == Peer.centre_id)
+                             .order_by(Peer.ae_title)).all()
+        return [PeerInfo(a, h, c, n) for a, h, c, n in rows]
+
+    def find_peer(self, ae_title: str, host: str | None) -> PeerInfo | None:
+        """The registered peer for a calling AE title (and source address, if bound)."""
+        with self.db.session() as s:
+            row = s.execute(select(Peer.ae_title, Peer.host, Centre.id, Centre.name)
+                            .join(Centre, Centre.id == Peer.centre_id)
+                            .where(Peer.ae_title == ae_title)).first()
+        if row is None:
+            return None
+        peer = PeerInfo(*row)
+        if peer.host is not None and peer.host != host:
+            return None
+        return peer
+
+    # -- enrolments --------------------------------------------------------
+    def enrol(self, centre: str, patient_id: str, issuer: str | None = None, *,
+              consent_registries: bool = False, consent_research: bool = False,
+              actor: str) -> str:
+        """Enrol a patient of ``centre`` with consent for care; return the pseudonym."""
+        if not patient_id.strip() or len(patient_id) > 64:
+            raise ValueError("patient ID must be 1-64 characters")
+        if issuer is not None and len(issuer) > 64:
+            raise ValueError("issuer must be at most 64 characters")
+        cid = self._centre_id(centre)
+        phash = patient_hash(self._secret, issuer, patient_id)
+        with self.db.session() as s:
+            if s.scalar(select(Enrolment.id).where(Enrolment.centre_id == cid,
+                                                   Enrolment.patient_hash == phash)) is not None:
+                raise Conflict("this patient is already enrolled at this centre")
+            pseudonym = new_pseudonym()
+            s.add(Enrolment(pseudonym=pseudonym, centre_id=cid, patient_hash=phash,
+                            key_salt=new_salt(), consent_care=True,
+                            consent_registries=consent_registries,
+                            consent_research=consent_research))
+            audit.record(s, actor=actor, action="enrolment.create", object_type="enrolment",
+                         object_id=pseudonym,
+                         detail=f"centre={centre} consent=care"
+                         f"{',registries' if consent_registries else ''}"
+                         f"{',research' if consent_research else ''}")
+        return pseudonym
+
+    def find_enrolment(self, centre_id: int, issuer: str | None,
+                       patient_id: str) -> EnrolmentInfo | None:
+        """Match an incoming instance to an enrolment of the sending centre.
+
+        The match is exact on issuer + patient ID: an instance that carries an
+        IssuerOfPatientID matches only an enrolment registered with that issuer,
+        so two patients who share an ID under different issuers are never mixed.
+        """
+        phash = patient_hash(self._secret, issuer, patient_id)
+        with self.db.session() as s:
+            row = s.execute(select(Enrolment.id, Enrolment.pseudonym, Enrolment.centre_id,
+                                   Enrolment.consent_care, Enrolment.key_salt)
+                            .where(Enrolment.centre_id == centre_id,
+                                   Enrolment.patient_hash == phash)).first()
+        return EnrolmentInfo(*row) if row is not None else None
+
+    def get_enrolment(self, pseudonym: str) -> EnrolmentInfo:
+        with self.db.session() as s:
+            row = s.execute(select(Enrolment.id, Enrolment.pseudonym, Enrolment.centre_id,
+                                   Enrolment.consent_care, Enrolment.key_salt)
+                            .where(Enrolment.pseudonym == pseudonym)).first()
+        if row is None:
+            raise NotFound("no such enrolment")
+        return EnrolmentInfo(*row)
+
+    def pseudonymiser(self, enrolment: EnrolmentInfo) -> Pseudonymiser:
+        key = enrolment_key(self._secret, enrolment.key_salt)
+        return Pseudonymiser(key=key, pseudonym=enrolment.pseudonym,
+                             date_shift_days=derive_date_shift(key))
+
+    def withdraw_consent(self, pseudonym: str, *, actor: str) -> int:
+        """Withdraw consent for care: stop further use and erase the shared images.
+
+        Returns the number of instances removed. Files go first, then rows, in
+        one transaction with the audit event; a crash in between leaves rows
+        whose files are gone, which a re-run of this command finishes.
+        """
+        validate_pseudonym(pseudonym)
+        with self.db.session() as s:
+            enrolment = s.scalar(select(Enrolment).where(Enrolment.pseudonym == pseudonym))
+            if enrolment is None:
+                raise NotFound("no such enrolment")
+            enrolment.consent_care = False
+            enrolment.withdrawn_at = utcnow()
+            s.flush()  # from here on, ingest refuses this enrolment
+            study_uids = list(s.scalars(select(Study.study_uid)
+                                        .where(Study.enrolment_id == enrolment.id)))
+            removed = s.scalar(select(func.count()).select_from(Instance)
+                               .where(Instance.enrolment_id == enrolment.id)) or 0
+            for study_uid in study_uids:
+                self.store.delete_study(study_uid)
+            s.execute(delete(Instance).where(Instance.enrolment_id == enrolment.id))
+            s.execute(delete(Series).where(Series.study_uid.in_(study_uids)))
+            s.execute(delete(Study).where(Study.enrolment_id == enrolment.id))
+            audit.record(s, actor=actor, action="consent.withdraw", object_type="enrolment",
+                         object_id=pseudonym, detail=f"instances_removed={removed}")
+        log.info("consent withdrawn for an enrolment; %d instances removed", removed)
+        return removed

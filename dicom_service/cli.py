@@ -1,0 +1,199 @@
+"""The ``dicom-service`` command.
+
+Every command takes ``--data-dir`` (or ``DICOM_SERVICE_DATA_DIR``). Errors are
+printed as one line naming the problem, with exit status 2; nothing
+identifying is printed.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import signal
+import sys
+import threading
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any
+
+from dicom_service.app import Services, build_services
+from dicom_service.config import Settings
+from dicom_service.errors import ConfigError, Conflict, NotFound
+
+log = logging.getLogger("dicom_service")
+ACTOR = "cli"
+
+
+def _settings(args: argparse.Namespace, **extra: Any) -> Settings:
+    return Settings.from_env(data_dir=getattr(args, "data_dir", None), **extra)
+
+
+def _services(args: argparse.Namespace, **extra: Any) -> Services:
+    return build_services(_settings(args, **extra))
+
+
+# -- serve ------------------------------------------------------------------
+def cmd_serve(args: argparse.Namespace) -> int:
+    import uvicorn
+
+    from dicom_service.ingest.scp import DicomListener
+    from dicom_service.web.app import create_app
+
+    services = _services(args, ae_title=args.ae_title, dicom_port=args.dicom_port,
+                         http_port=args.http_port, dicom_host=args.dicom_host,
+                         http_host=args.http_host)
+    settings = services.settings
+    listener = DicomListener(settings, services.care, services.pipeline)
+    listener.start()
+    app = create_app(services)
+    config = uvicorn.Config(app, host=settings.http_host, port=settings.http_port,
+                            log_level="warning", access_log=False, lifespan="off")
+    server = uvicorn.Server(config)
+    log.info("DICOM listener %s on %s:%d; HTTP on http://%s:%d", settings.ae_title,
+             settings.dicom_host, listener.port, settings.http_host, settings.http_port)
+    if args.demo:
+        from dicom_service.demo import load_demo
+
+        def _demo() -> None:
+            try:
+                summary = load_demo(services, listener.port)
+            except Exception as exc:  # demo loading must not take the service down
+                log.error("demo data could not be loaded: %s", type(exc).__name__)
+                return
+            print(summary, flush=True)
+
+        threading.Thread(target=_demo, name="demo-loader", daemon=True).start()
+
+    def _stop(signum: int, _frame: Any) -> None:
+        server.should_exit = True
+
+    signal.signal(signal.SIGTERM, _stop)
+    signal.signal(signal.SIGINT, _stop)
+    try:
+        server.run()
+    finally:
+        listener.stop()
+        services.close()
+    return 0
+
+
+# -- administration -----------------------------------------------------------
+def cmd_centres_add(args: argparse.Namespace) -> int:
+    _services(args).care.add_centre(args.name, actor=ACTOR)
+    print(args.name)
+    return 0
+
+
+def cmd_centres_list(args: argparse.Namespace) -> int:
+    for name in _services(args).care.list_centres():
+        print(name)
+    return 0
+
+
+def cmd_peers_add(args: argparse.Namespace) -> int:
+    _services(args).care.add_peer(args.ae_title, args.centre, args.host, actor=ACTOR)
+    print(args.ae_title)
+    return 0
+
+
+def cmd_peers_list(args: argparse.Namespace) -> int:
+    for p in _services(args).care.list_peers():
+        print(f"{p.ae_title}\t{p.centre}\t{p.host or '*'}")
+    return 0
+
+
+def cmd_peers_remove(args: argparse.Namespace) -> int:
+    _services(args).care.remove_peer(args.ae_title, actor=ACTOR)
+    return 0
+
+
+def cmd_enrol(args: argparse.Namespace) -> int:
+    pseudonym = _services(args).care.enrol(
+        args.centre, args.patient_id, args.issuer, consent_registries=args.consent_registries,
+        consent_research=args.consent_research, actor=ACTOR)
+    print(pseudonym)
+    return 0
+
+
+def cmd_consent_withdraw(args: argparse.Namespace) -> int:
+    removed = _services(args).care.withdraw_consent(args.pseudonym, actor=ACTOR)
+    print(f"consent for care withdrawn; {removed} instances removed")
+    return 0
+
+
+def _data_dir_parent() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(add_help=False)
+    p.add_argument("--data-dir", type=Path, default=None,
+                   help="data directory (default: $DICOM_SERVICE_DATA_DIR or ./data)")
+    return p
+
+
+def build_parser() -> argparse.ArgumentParser:
+    common = _data_dir_parent()
+    parser = argparse.ArgumentParser(prog="dicom-service", description=__doc__.splitlines()[0]
+                                     if __doc__ else None)
+    parser.add_argument("-v", "--verbose", action="store_true", help="log at DEBUG level")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    serve = sub.add_parser("serve", parents=[common], help="run the DICOM listener and web server")
+    serve.add_argument("--ae-title", default=None)
+    serve.add_argument("--dicom-host", default=None)
+    serve.add_argument("--dicom-port", type=int, default=None)
+    serve.add_argument("--http-host", default=None)
+    serve.add_argument("--http-port", type=int, default=None)
+    serve.add_argument("--demo", action="store_true",
+                       help="seed a demo centre, peer and enrolments and load sample_data "
+                            "through C-STORE")
+    serve.set_defaults(func=cmd_serve)
+
+    centres = sub.add_parser("centres", help="hospitals").add_subparsers(dest="sub", required=True)
+    c_add = centres.add_parser("add", parents=[common])
+    c_add.add_argument("name")
+    c_add.set_defaults(func=cmd_centres_add)
+    centres.add_parser("list", parents=[common]).set_defaults(func=cmd_centres_list)
+
+    peers = sub.add_parser("peers", help="DICOM peers allowed to send").add_subparsers(
+        dest="sub", required=True)
+    p_add = peers.add_parser("add", parents=[common])
+    p_add.add_argument("--ae-title", required=True)
+    p_add.add_argument("--centre", required=True)
+    p_add.add_argument("--host", default=None, help="accept this peer only from this address")
+    p_add.set_defaults(func=cmd_peers_add)
+    peers.add_parser("list", parents=[common]).set_defaults(func=cmd_peers_list)
+    p_rm = peers.add_parser("remove", parents=[common])
+    p_rm.add_argument("--ae-title", required=True)
+    p_rm.set_defaults(func=cmd_peers_remove)
+
+    enrol = sub.add_parser("enrol", parents=[common],
+                           help="enrol a patient with consent for care; prints the pseudonym")
+    enrol.add_argument("--centre", required=True)
+    enrol.add_argument("--patient-id", required=True)
+    enrol.add_argument("--issuer", default=None)
+    enrol.add_argument("--consent-registries", action="store_true")
+    enrol.add_argument("--consent-research", action="store_true")
+    enrol.set_defaults(func=cmd_enrol)
+
+    consent = sub.add_parser("consent", help="consent changes").add_subparsers(
+        dest="sub", required=True)
+    withdraw = consent.add_parser("withdraw", parents=[common],
+                                  help="withdraw consent for care and erase the images")
+    withdraw.add_argument("pseudonym")
+    withdraw.set_defaults(func=cmd_consent_withdraw)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO,
+                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    func: Callable[[argparse.Namespace], int] = args.func
+    try:
+        return func(args)
+    except (ConfigError, NotFound, Conflict, ValueError) as exc:
+        print(f"dicom-service: {exc}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

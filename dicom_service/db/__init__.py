@@ -1,0 +1,1 @@
+"""The metadata index: SQLAlchemy models, sessions and migrations."""

@@ -1,0 +1,115 @@
+"""Index tables. Nothing identifying is stored here: patients are known only by
+a keyed hash of issuer + patient ID, studies only by pseudonymous UIDs.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+
+from sqlalchemy import (
+    Boolean,
+    DateTime,
+    ForeignKey,
+    Index,
+    Integer,
+    LargeBinary,
+    String,
+    Text,
+    UniqueConstraint,
+)
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+
+
+def utcnow() -> datetime:
+    return datetime.now(UTC)
+
+
+class Base(DeclarativeBase):
+    pass
+
+
+class Centre(Base):
+    __tablename__ = "centres"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    name: Mapped[str] = mapped_column(String(64), unique=True)
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+
+
+class Peer(Base):
+    """A DICOM peer (a hospital PACS or modality) allowed to send, bound to one centre."""
+
+    __tablename__ = "peers"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    ae_title: Mapped[str] = mapped_column(String(16), unique=True)
+    host: Mapped[str | None] = mapped_column(String(64), nullable=True)
+    centre_id: Mapped[int] = mapped_column(ForeignKey("centres.id"))
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+
+
+class Enrolment(Base):
+    """One patient enrolled by one centre, known by a random pseudonym."""
+
+    __tablename__ = "enrolments"
+    __table_args__ = (UniqueConstraint("centre_id", "patient_hash"),)
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    pseudonym: Mapped[str] = mapped_column(String(32), unique=True)
+    centre_id: Mapped[int] = mapped_column(ForeignKey("centres.id"))
+    # HMAC-SHA256(server secret, issuer + NUL + patient ID), hex
+    patient_hash: Mapped[str] = mapped_column(String(64))
+    # random salt; the enrolment key is HMAC(server secret, salt): the index
+    # alone cannot re-derive pseudonymous UIDs
+    key_salt: Mapped[bytes] = mapped_column(LargeBinary(32))
+    consent_care: Mapped[bool] = mapped_column(Boolean, default=True)
+    consent_registries: Mapped[bool] = mapped_column(Boolean, default=False)
+    consent_research: Mapped[bool] = mapped_column(Boolean, default=False)
+    withdrawn_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+
+
+class Study(Base):
+    __tablename__ = "studies"
+    study_uid: Mapped[str] = mapped_column(String(64), primary_key=True)
+    enrolment_id: Mapped[int] = mapped_column(ForeignKey("enrolments.id"), index=True)
+    study_date: Mapped[str | None] = mapped_column(String(8), nullable=True)
+    study_time: Mapped[str | None] = mapped_column(String(16), nullable=True)
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+
+
+class Series(Base):
+    __tablename__ = "series"
+    series_uid: Mapped[str] = mapped_column(String(64), primary_key=True)
+    study_uid: Mapped[str] = mapped_column(ForeignKey("studies.study_uid"), index=True)
+    modality: Mapped[str | None] = mapped_column(String(16), nullable=True)
+    series_number: Mapped[int | None] = mapped_column(Integer, nullable=True)
+
+
+class Instance(Base):
+    __tablename__ = "instances"
+    sop_uid: Mapped[str] = mapped_column(String(64), primary_key=True)
+    series_uid: Mapped[str] = mapped_column(ForeignKey("series.series_uid"), index=True)
+    study_uid: Mapped[str] = mapped_column(String(64), index=True)
+    enrolment_id: Mapped[int] = mapped_column(ForeignKey("enrolments.id"), index=True)
+    sop_class_uid: Mapped[str] = mapped_column(String(64))
+    transfer_syntax_uid: Mapped[str] = mapped_column(String(64))
+    instance_number: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    path: Mapped[str] = mapped_column(String(255))
+    size: Mapped[int] = mapped_column(Integer)
+    profile_name: Mapped[str] = mapped_column(String(64))
+    profile_version: Mapped[str] = mapped_column(String(32))
+    profile_sha256: Mapped[str] = mapped_column(String(64))
+    received_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+
+
+class AuditEvent(Base):
+    """What happened, by whom, to which object; never identifying values."""
+
+    __tablename__ = "audit_events"
+    __table_args__ = (Index("ix_audit_object", "object_type", "object_id"),)
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+    actor: Mapped[str] = mapped_column(String(64))
+    action: Mapped[str] = mapped_column(String(64))
+    object_type: Mapped[str] = mapped_column(String(32))
+    object_id: Mapped[str] = mapped_column(String(64))
+    result: Mapped[str] = mapped_column(String(32))
+    detail: Mapped[str | None] = mapped_column(Text, nullable=True)

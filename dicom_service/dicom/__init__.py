@@ -1,0 +1,1 @@
+"""DICOM value objects and helpers: UIDs and named statuses."""

@@ -1,0 +1,1 @@
+"""Ingest: protocol adapters (C-STORE, STOW-RS) and the pipeline they share."""

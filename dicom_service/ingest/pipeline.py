@@ -1,0 +1,206 @@
+"""The ingest pipeline, shared by C-STORE and STOW-RS.
+
+For each instance: sender -> centre -> enrolment by keyed hash -> consent for
+care? -> de-identify (in memory) -> write atomically -> index -> audit -> only
+then return. Every refusal is an :class:`IngestRefused` with a named reason,
+and nothing of a refused instance is kept. The original dataset never leaves
+memory.
+"""
+
+from __future__ import annotations
+
+import io
+import logging
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any, cast
+
+import pydicom
+from pydicom.dataset import Dataset, FileMetaDataset
+from pydicom.uid import UID
+from sqlalchemy import Table
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.exc import SQLAlchemyError
+
+from dicom_service import metrics
+from dicom_service.care import audit
+from dicom_service.care.enrolment import CareService
+from dicom_service.db.models import Instance, Series, Study
+from dicom_service.db.session import Database
+from dicom_service.deidentify import Profile
+from dicom_service.dicom.uids import InvalidUID, validate_uid
+from dicom_service.errors import IngestRefused, Refusal
+from dicom_service.logsafe import describe
+from dicom_service.storage.base import InstanceKey, InstanceStore
+
+log = logging.getLogger(__name__)
+
+# The implementation identity written into every file meta (PS3.10 7.1).
+IMPLEMENTATION_CLASS_UID = "2.25.160547232414327386417131213127262349957"
+IMPLEMENTATION_VERSION = "DICOM_SERVICE_01"
+
+_REQUIRED_UIDS = ("SOPClassUID", "SOPInstanceUID", "StudyInstanceUID", "SeriesInstanceUID")
+
+
+@dataclass(frozen=True)
+class Sender:
+    """Who sent an instance: a registered peer or a logged-in user, bound to a centre."""
+
+    centre_id: int
+    actor: str  # "peer:AE_TITLE" or "user:NAME"; never identifying of a patient
+
+
+@dataclass(frozen=True)
+class IngestResult:
+    pseudonym: str
+    study_uid: str
+    series_uid: str
+    sop_uid: str
+    sop_class_uid: str
+    replaced: bool
+
+
+def _insert_ignore(dialect: str, table: Table, **values: Any) -> Any:
+    if dialect == "postgresql":
+        return postgresql.insert(table).values(**values).on_conflict_do_nothing()
+    return sqlite.insert(table).values(**values).on_conflict_do_nothing()
+
+
+def _int_or_none(value: Any) -> int | None:
+    try:
+        return int(value) if value not in (None, "") else None
+    except (TypeError, ValueError):
+        return None
+
+
+class IngestPipeline:
+    def __init__(self, db: Database, store: InstanceStore, care: CareService,
+                 active_profile: Callable[[], Profile]) -> None:
+        self.db = db
+        self.store = store
+        self.care = care
+        self.active_profile = active_profile
+        self._tables = (cast(Table, Study.__table__), cast(Table, Series.__table__),
+                        cast(Table, Instance.__table__))
+
+    def ingest(self, ds: Dataset, transfer_syntax: str, sender: Sender) -> IngestResult:
+        """De-identify and store one instance; return only once it is durable and indexed.
+
+        Raises :class:`IngestRefused` with the reason on any refusal; then nothing
+        of the instance is kept.
+        """
+        started = time.perf_counter()
+        try:
+            result = self._ingest(ds, transfer_syntax, sender)
+        except IngestRefused as exc:
+            metrics.INSTANCES_REFUSED.labels(reason=exc.reason.value).inc()
+            raise
+        metrics.INSTANCES_STORED.inc()
+        metrics.INGEST_SECONDS.observe(time.perf_counter() - started)
+        return result
+
+    def _ingest(self, ds: Dataset, transfer_syntax: str, sender: Sender) -> IngestResult:
+        # 1. required UIDs, validated before anything else looks at them
+        try:
+            for name in _REQUIRED_UIDS:
+                value = ds.get(name)
+                if value is None or str(value) == "":
+                    raise IngestRefused(Refusal.MISSING_REQUIRED_UIDS, f"{name} is missing")
+                validate_uid(str(value), name)
+            patient_id = ds.get("PatientID")
+            issuer = ds.get("IssuerOfPatientID")
+        except InvalidUID as exc:
+            raise IngestRefused(Refusal.INVALID_UID, str(exc)) from None
+        except IngestRefused:
+            raise
+        except Exception as exc:
+            log.info("unparsable data set refused (%s)", describe(exc))
+            raise IngestRefused(Refusal.UNPARSABLE_DATASET,
+                                "the data set could not be parsed") from None
+
+        # 2. which enrolment? 3. consent for care?
+        if not patient_id or not str(patient_id).strip():
+            raise IngestRefused(Refusal.PATIENT_NOT_ENROLLED, "the instance has no PatientID")
+        enrolment = self.care.find_enrolment(sender.centre_id, str(issuer) if issuer else None,
+                                             str(patient_id))
+        if enrolment is None:
+            raise IngestRefused(Refusal.PATIENT_NOT_ENROLLED,
+                                "the patient is not enrolled at the sending centre")
+        if not enrolment.consent_care:
+            raise IngestRefused(Refusal.NO_CONSENT_FOR_CARE,
+                                "consent for care is not active for this enrolment")
+
+        # 4. de-identify, in memory
+        profile = self.active_profile()
+        pseudonymiser = self.care.pseudonymiser(enrolment)
+        try:
+            profile.apply(ds, pseudonymiser)
+            key = InstanceKey(str(ds.StudyInstanceUID), str(ds.SeriesInstanceUID),
+                              str(ds.SOPInstanceUID))
+            data = self._encode(ds, transfer_syntax)
+        except Exception as exc:
+            log.warning("de-identification failed (%s)", describe(exc))
+            raise IngestRefused(Refusal.DEIDENTIFICATION_FAILED,
+                                "the instance could not be de-identified") from None
+
+        # 5. write atomically, then index and audit in one transaction
+        try:
+            stored = self.store.put(key, data)
+        except OSError as exc:
+            log.error("store write failed (%s)", describe(exc))
+            raise IngestRefused(Refusal.OUT_OF_RESOURCES,
+                                "the instance could not be written") from None
+        sop_class = str(ds.SOPClassUID)
+        try:
+            self._index(ds, key, enrolment.id, sop_class, transfer_syntax, stored.location,
+                        stored.size, profile, sender)
+        except SQLAlchemyError as exc:
+            log.error("index write failed (%s)", describe(exc))
+            if not stored.replaced:
+                self.store.delete(key)  # nothing half-visible: no file without its row
+            raise IngestRefused(Refusal.OUT_OF_RESOURCES,
+                                "the instance could not be indexed") from None
+        # 6. only now is the caller told Success
+        return IngestResult(pseudonym=enrolment.pseudonym, study_uid=key.study_uid,
+                            series_uid=key.series_uid, sop_uid=key.sop_uid,
+                            sop_class_uid=sop_class, replaced=stored.replaced)
+
+    @staticmethod
+    def _encode(ds: Dataset, transfer_syntax: str) -> bytes:
+        """Encode as a Part-10 file in the transfer syntax received (no re-encoding)."""
+        meta = FileMetaDataset()
+        meta.MediaStorageSOPClassUID = ds.SOPClassUID
+        meta.MediaStorageSOPInstanceUID = ds.SOPInstanceUID
+        meta.TransferSyntaxUID = UID(transfer_syntax)
+        meta.ImplementationClassUID = UID(IMPLEMENTATION_CLASS_UID)
+        meta.ImplementationVersionName = IMPLEMENTATION_VERSION
+        ds.file_meta = meta
+        buf = io.BytesIO()
+        pydicom.dcmwrite(buf, ds, enforce_file_format=True)
+        return buf.getvalue()
+
+    def _index(self, ds: Dataset, key: InstanceKey, enrolment_id: int, sop_class: str,
+               transfer_syntax: str, location: str, size: int, profile: Profile,
+               sender: Sender) -> None:
+        study_t, series_t, instance_t = self._tables
+        dialect = self.db.dialect
+        with self.db.session() as s:
+            s.execute(_insert_ignore(dialect, study_t, study_uid=key.study_uid,
+                                     enrolment_id=enrolment_id,
+                                     study_date=str(ds.get("StudyDate", "") or "") or None,
+                                     study_time=str(ds.get("StudyTime", "") or "") or None))
+            s.execute(_insert_ignore(dialect, series_t, series_uid=key.series_uid,
+                                     study_uid=key.study_uid,
+                                     modality=str(ds.get("Modality", "") or "") or None,
+                                     series_number=_int_or_none(ds.get("SeriesNumber"))))
+            result = s.execute(_insert_ignore(
+                dialect, instance_t, sop_uid=key.sop_uid, series_uid=key.series_uid,
+                study_uid=key.study_uid, enrolment_id=enrolment_id, sop_class_uid=sop_class,
+                transfer_syntax_uid=transfer_syntax,
+                instance_number=_int_or_none(ds.get("InstanceNumber")), path=location,
+                size=size, profile_name=profile.name, profile_version=profile.version,
+                profile_sha256=profile.sha256))
+            new = bool(getattr(result, "rowcount", 1))
+            audit.record(s, actor=sender.actor, action="instance.store" if new else
+                         "instance.resend", object_type="instance", object_id=key.sop_uid)

@@ -1,0 +1,213 @@
+"""The generated Annex E option recipes, composed over the basic profile."""
+
+from __future__ import annotations
+
+import importlib.util
+import io
+import json
+import shutil
+import sys
+from pathlib import Path
+from typing import Any
+
+import pytest
+from pydicom import dcmread, dcmwrite
+from pydicom.dataelem import DataElement
+from pydicom.dataset import Dataset, FileMetaDataset
+from pydicom.sequence import Sequence
+from pydicom.uid import UID, CTImageStorage, ExplicitVRLittleEndian
+
+from dicom_service.deidentify import Profile, ProfileError, Pseudonymiser, load_profiles
+from dicom_service.deidentify.pseudonyms import shift_da, shift_dt
+
+ROOT = Path(__file__).resolve().parents[2]
+PROFILES = ROOT / "deid_profiles"
+TABLE = json.loads((PROFILES / "reference" / "annex_e_table.json").read_text(encoding="utf-8"))
+ROWS = [r for r in TABLE["attributes"] if not r["pattern"] and r["vr"]]
+SHIFT = -400
+P = Pseudonymiser(key=bytes(range(32)), pseudonym="ERN-1", date_shift_days=SHIFT)
+OPTIONS = [
+    "retain_uids",
+    "retain_device_identity",
+    "retain_institution_identity",
+    "retain_patient_characteristics",
+    "retain_longitudinal_full_dates",
+    "retain_longitudinal_modified_dates",
+]
+
+
+def profile_with(tmp_path: Path, *options: str) -> Profile:
+    directory = tmp_path / "profiles"
+    shutil.copytree(PROFILES, directory)
+    toml = (directory / "profiles.toml").read_text(encoding="utf-8")
+    listed = ", ".join(f'"{o}"' for o in options)
+    toml += f'\n[profiles.test]\nversion = "1"\nrecipes = ["basic.dicom"]\noptions = [{listed}]\n'
+    (directory / "profiles.toml").write_text(toml, encoding="utf-8")
+    return load_profiles(directory).get("test")
+
+
+def test_option_recipes_are_generated_from_the_table(monkeypatch: pytest.MonkeyPatch) -> None:
+    spec = importlib.util.spec_from_file_location(
+        "generate_options", PROFILES / "generate_options.py"
+    )
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    monkeypatch.setitem(sys.modules, "generate_options", module)  # for its dataclasses
+    spec.loader.exec_module(module)
+    assert module.main(["--check"]) == 0
+
+
+def value_for(tag: int, vr: str) -> Any:
+    hex_tag = f"{tag:08X}"
+    values: dict[str, Any] = {
+        "AE": f"AE{hex_tag}", "AS": "045Y", "CS": f"C{hex_tag}", "DA": "20240315",
+        "DS": "1.5", "DT": "20240315123456", "IS": "7", "LO": f"lo {hex_tag}",
+        "LT": f"lt {hex_tag}", "ST": f"st {hex_tag}", "UT": f"ut {hex_tag}",
+        "UC": f"uc {hex_tag}", "PN": f"Doe{hex_tag}", "SH": f"S{hex_tag}", "TM": "123456",
+        "UI": f"1.2.999.77.{tag}", "UR": f"http://example.com/{hex_tag}",
+        "OB": hex_tag.encode("ascii"), "UN": hex_tag.encode("ascii"), "US": 3,
+    }
+    if vr == "SQ":
+        inner = Dataset()
+        inner.CodeValue = f"V{hex_tag}"
+        inner.CodingSchemeDesignator = "99ORIG"
+        inner.CodeMeaning = f"m {hex_tag}"
+        return Sequence([inner])
+    return values[vr]
+
+
+def tag_of(row: dict[str, Any]) -> int:
+    return int(row["tag"][1:5] + row["tag"][6:10], 16)
+
+
+def build(rows: list[dict[str, Any]]) -> Dataset:
+    ds = Dataset()
+    ds.file_meta = FileMetaDataset()
+    ds.SOPClassUID = CTImageStorage
+    ds.SOPInstanceUID = "1.2.999.77.1"
+    for row in rows:
+        tag = tag_of(row)
+        elem = DataElement(tag, row["vr"], value_for(tag, row["vr"]))
+        (ds.file_meta if tag >> 16 == 2 else ds)[tag] = elem
+    return ds
+
+
+def changed(option: str, row: dict[str, Any]) -> bool:
+    code = row["options"].get(option)
+    if code == "K":
+        return True
+    return (
+        option == "retain_longitudinal_modified_dates"
+        and code == "C"
+        and row["vr"] in ("DA", "DT", "TM")
+    )
+
+
+def cases() -> list[tuple[str, dict[str, Any]]]:
+    """(option, row) for rows the option changes; command (0000) and file-meta
+    (0002) rows are left out: they cannot be written inside a dataset."""
+    return [
+        (option, row)
+        for option in OPTIONS
+        for row in ROWS
+        if tag_of(row) >> 16 not in (0, 2) and changed(option, row)
+    ]
+
+
+@pytest.fixture(scope="module")
+def applied(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Dataset]:
+    """Each option over basic, applied to a dataset of its K/C rows, read from bytes."""
+    out: dict[str, Dataset] = {}
+    for option in OPTIONS:
+        profile = profile_with(tmp_path_factory.mktemp(option), option)
+        rows = [row for o, row in cases() if o == option]
+        ds = build(rows)
+        ds.file_meta.TransferSyntaxUID = UID(ExplicitVRLittleEndian)
+        buffer = io.BytesIO()
+        dcmwrite(buffer, ds, enforce_file_format=True)
+        back = dcmread(io.BytesIO(buffer.getvalue()))
+        profile.apply(back, P)
+        out[option] = back
+    return out
+
+
+@pytest.mark.parametrize(
+    ("option", "row"), cases(), ids=[f"{o}-{r['tag']}" for o, r in cases()]
+)
+def test_option_row(option: str, row: dict[str, Any], applied: dict[str, Dataset]) -> None:
+    tag = tag_of(row)
+    ds = applied[option]
+    original = value_for(tag, row["vr"])
+    assert tag in ds, f"{row['tag']} must be kept by {option}"
+    value = ds[tag].value
+    code = row["options"][option]
+    if code == "K" or row["vr"] == "TM":
+        if row["vr"] == "SQ":
+            assert value[0].CodeValue == original[0].CodeValue
+        elif row["vr"] in ("OB", "UN"):
+            assert bytes(value) == original
+        else:
+            assert str(value) == str(original)
+    elif row["vr"] == "DA":
+        assert value == shift_da(original, SHIFT)
+    else:
+        assert value == shift_dt(original, SHIFT)
+
+
+def ct() -> Dataset:
+    ds = Dataset()
+    ds.SOPClassUID = CTImageStorage
+    ds.SOPInstanceUID = "1.2.999.77.1"
+    ds.StudyInstanceUID = "1.2.999.77.2"
+    ds.add(DataElement(0x0040A124, "UI", "1.2.999.77.3"))  # UID: U, not retained
+    ds.add(DataElement(0x00209999, "UI", "1.2.999.77.4"))  # not in the table
+    ds.StudyDate = "20240315"
+    ds.StudyTime = "101010"
+    ds.PatientBirthDate = "19700101"
+    ds.PatientSex = "F"
+    ds.InstitutionName = "St Elsewhere"
+    ds.StationName = "CT-2"
+    return ds
+
+
+def test_retain_uids(tmp_path: Path) -> None:
+    ds = ct()
+    profile_with(tmp_path, "retain_uids").apply(ds, P)
+    assert ds.StudyInstanceUID == "1.2.999.77.2"
+    assert ds[0x00209999].value == "1.2.999.77.4"
+    assert ds[0x0040A124].value == P.uid("1.2.999.77.3")  # the table keeps U here
+    codes = [c.CodeValue for c in ds.DeidentificationMethodCodeSequence]
+    assert codes == ["113100", "113110"]
+
+
+def test_modified_dates(tmp_path: Path) -> None:
+    ds = ct()
+    profile_with(tmp_path, "retain_longitudinal_modified_dates").apply(ds, P)
+    assert ds.StudyDate == shift_da("20240315", SHIFT)
+    assert ds.StudyTime == "101010"
+    assert ds.PatientBirthDate == ""  # not part of the option: Z
+    assert ds.LongitudinalTemporalInformationModified == "MODIFIED"
+    assert ds.StudyInstanceUID == P.uid("1.2.999.77.2")
+
+
+def test_options_compose(tmp_path: Path) -> None:
+    ds = ct()
+    profile = profile_with(
+        tmp_path, "retain_patient_characteristics", "retain_institution_identity",
+        "retain_longitudinal_full_dates",
+    )
+    profile.apply(ds, P)
+    assert ds.PatientSex == "F" and ds.InstitutionName == "St Elsewhere"
+    assert ds.StudyDate == "20240315"
+    assert ds.StationName == "ANONYMIZED"  # device identity not retained
+    assert ds.LongitudinalTemporalInformationModified == "UNMODIFIED"
+    assert [c.CodeValue for c in ds.DeidentificationMethodCodeSequence] == [
+        "113100", "113108", "113112", "113106"
+    ]
+
+
+def test_date_options_exclude_each_other(tmp_path: Path) -> None:
+    with pytest.raises(ProfileError, match=r"excludes 'retain_longitudinal_modified_dates'"):
+        profile_with(
+            tmp_path, "retain_longitudinal_full_dates", "retain_longitudinal_modified_dates"
+        )
