@@ -14,12 +14,17 @@ Action codes (PS3.15 Table E.1-1a) become recipe actions as follows:
 
 * ``X`` -> ``REMOVE``; ``Z`` -> ``BLANK``; ``K`` -> ``KEEP``;
   ``U`` -> ``REPLACE <tag> func:keyed_uid``.
-* ``D`` -> ``REPLACE`` with the dummy for the VR (:data:`DUMMIES`); a UI under
-  ``D`` gets ``func:keyed_uid`` (a consistent UID is the natural dummy); a
-  sequence under ``D`` is kept and its items are de-identified recursively by
-  the same rules, except code sequences (keyword ``...CodeSequence``), whose
-  codes would themselves identify (a person, an institution): they become one
-  dummy code item (``func:dummy_code``).
+* ``D`` -> ``REPLACE`` with the dummy for the VR
+  (``dicom_service/deidentify/dummies.py``); a UI under ``D`` gets
+  ``func:keyed_uid`` (a consistent UID is the natural dummy). A sequence under
+  ``D`` gets a dummy value of its own kind: its items stay, every rule applies
+  inside them, and each element no rule names that can carry a name, text or
+  a date gets its VR's dummy (``func:dummy_items``; coded terms (CS), numbers
+  and UIDs keep their own rules). Under the Basic Profile the content of, for
+  example, Content Sequence is thus replaced, not retained: retaining it
+  cleaned is the Clean Structured Content Option. Code sequences (keyword
+  ``...CodeSequence``), whose codes would themselves identify (a person, an
+  institution), become one dummy code item (``func:dummy_code``).
 * Compound codes. Annex E lets the choice depend on the attribute's Type in
   the IOD at hand (Z/D: Type 2 vs 1; X/Z: Type 3 vs 2; X/D: Type 3 vs 1;
   X/Z/D; X/Z/U*). The engine does not know the IOD, so it takes the
@@ -53,32 +58,13 @@ from typing import Any
 
 from pydicom._dicom_dict import DicomDictionary
 
+from dicom_service.deidentify.dummies import DUMMIES, ITEM_DUMMY_VRS
+
 HERE = Path(__file__).resolve().parent
 TABLE = HERE / "reference" / "annex_e_table.json"
 OUTPUT = HERE / "basic.dicom"
 
-DUMMIES: dict[str, str] = {
-    "AE": "ANONYMIZED",
-    "AS": "000Y",
-    "CS": "ANONYMIZED",
-    "DA": "19000101",
-    "DS": "0",
-    "DT": "19000101000000",
-    "IS": "0",
-    "LO": "ANONYMIZED",
-    "LT": "ANONYMIZED",
-    "OB": "ANONYMIZED",
-    "PN": "ANONYMIZED",
-    "SH": "ANONYMIZED",
-    "ST": "ANONYMIZED",
-    "TM": "000000",
-    "UC": "ANONYMIZED",
-    "UN": "ANONYMIZED",
-    "UR": "urn:uuid:00000000-0000-0000-0000-000000000000",
-    "UT": "ANONYMIZED",
-}
-"""Dummy values (action D) by VR: valid for the VR (checked against pydicom's
-validators when the recipe is loaded), obviously artificial, ASCII."""
+# Dummy values (action D) by VR: dicom_service/deidentify/dummies.py.
 
 PSEUDONYM_TAGS = {"(0010,0010)", "(0010,0020)"}
 
@@ -128,8 +114,8 @@ def resolve(code: str, vr: str | None) -> str:
 def rule(row: dict[str, Any]) -> str:
     """The recipe line for one concrete row of Table E.1-1."""
     tag, code, vr, keyword = row["tag"], row["basic_profile"], row["vr"], row["keyword"] or ""
-    if tag in PSEUDONYM_TAGS:
-        return f"ADD {tag} func:pseudonym"
+    if tag in PSEUDONYM_TAGS:  # by keyword: deid's ADD does not take "(gggg,eeee)"
+        return f"ADD {keyword} func:pseudonym"
     chosen = resolve(code, vr)
     if chosen == "X":
         return f"REMOVE {tag}"
@@ -149,7 +135,7 @@ def rule(row: dict[str, Any]) -> str:
     if vr == "SQ":
         if keyword.endswith("CodeSequence"):
             return f"REPLACE {tag} func:dummy_code"
-        return f"KEEP {tag}"
+        return f"REPLACE {tag} func:dummy_items"
     if vr not in DUMMIES:
         raise ValueError(f"{tag}: no dummy value for VR {vr}")
     return f"REPLACE {tag} {DUMMIES[vr]}"
@@ -161,8 +147,10 @@ def explain(row: dict[str, Any], line: str) -> str:
     note = f"[{code}]" if chosen == code else f"[{code} -> {chosen}]"
     if row["tag"] in PSEUDONYM_TAGS:
         note += " pseudonym"
-    elif line.startswith("KEEP") and chosen in ("D", "U*"):
-        note += " sequence kept, items de-identified"
+    elif chosen == "U*":
+        note += " sequence kept, UIDs inside replaced"
+    elif line.endswith("func:dummy_items"):
+        note += " items kept, their names, text and dates dummied"
     elif line.endswith("func:dummy_code"):
         note += " one dummy code item"
     vr = row["vr"] or "VR unknown to pydicom"
@@ -182,8 +170,10 @@ HEADER = """\
 #   X -> REMOVE        Z -> BLANK        K -> KEEP
 #   U -> REPLACE func:keyed_uid (2.25.<HMAC-SHA256 of the UID under the enrolment key>)
 #   D -> REPLACE with a dummy for the VR: {dummies}
-#        UI: func:keyed_uid; SQ: kept and de-identified item by item, except code
-#        sequences: one dummy code item (func:dummy_code).
+#        UI: func:keyed_uid. SQ: func:dummy_items -- the items stay, every rule applies
+#        inside, and elements no rule names get their VR's dummy if they can carry a
+#        name, text or date ({item_vrs}); code sequences: one dummy code item
+#        (func:dummy_code).
 #   Compound codes take the alternative valid for every IOD Type (the engine does
 #   not know the IOD; neither Z nor D keeps the original value):
 #        X/Z -> Z;  Z/D, X/D, X/Z/D -> D (PN: Z);  X/Z/U* -> sequence kept, UIDs inside replaced.
@@ -226,6 +216,7 @@ def render(table_bytes: bytes) -> str:
             concrete=len(concrete),
             patterns=len(patterns),
             dummies=", ".join(f"{vr} {DUMMIES[vr]}" for vr in sorted(DUMMIES)),
+            item_vrs=" ".join(sorted(ITEM_DUMMY_VRS)),
         )
     ]
     out.append("# ---- Table E.1-1, concrete tags " + "-" * 46 + "\n")
@@ -258,6 +249,10 @@ def render(table_bytes: bytes) -> str:
         "# The rest of each overlay group (60xx): without Overlay Data the Overlay\n"
         "# Plane module would be incomplete, and its labels and descriptions are text.\n"
         "REMOVE contains:^60[0-9a-f]{2}[0-9a-f]{4}$\n"
+        "# Code meanings of local coding schemes (designator 99... or L, PS3.16 Section 8)\n"
+        "# are free text written on site (a procedure 'requested by Dr X'): they get the\n"
+        "# dummy. Meanings of standard schemes (DCM, SCT, LN, ...) are the scheme's own.\n"
+        "REPLACE (0008,0104) func:local_code_meaning\n"
         "# Elements of unknown VR (UN after the data dictionary was consulted): their\n"
         "# content cannot be inspected, so it cannot be cleaned.\n"
         "REMOVE select:VR:UN\n"

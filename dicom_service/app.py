@@ -49,8 +49,12 @@ class Services:
         self.db.dispose()
 
 
-def build_services(settings: Settings) -> Services:
-    """Validate everything and wire the services of one process."""
+def build_services(settings: Settings, *, recover: bool = False) -> Services:
+    """Validate everything and wire the services of one process.
+
+    ``recover`` removes temporary files left by a crash: only ``serve`` does it,
+    before it listens, never a command that may run beside a live server.
+    """
     _quiet_pydicom()
     settings = settings.with_secrets()
     settings.validate()
@@ -59,7 +63,7 @@ def build_services(settings: Settings) -> Services:
     db = Database(settings.db_url)
     db.migrate()
     store = FilesystemStore(settings.data_dir / "store")
-    leftovers = store.recover()
+    leftovers = store.recover() if recover else 0
     if leftovers:
         log.warning("removed %d temporary files left by an interrupted write", leftovers)
     profiles = load_profiles(settings.profiles_dir)

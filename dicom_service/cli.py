@@ -8,8 +8,11 @@ identifying is printed.
 from __future__ import annotations
 
 import argparse
+import ctypes
 import logging
+import os
 import signal
+import subprocess
 import sys
 import threading
 from collections.abc import Callable, Sequence
@@ -28,8 +31,8 @@ def _settings(args: argparse.Namespace, **extra: Any) -> Settings:
     return Settings.from_env(data_dir=getattr(args, "data_dir", None), **extra)
 
 
-def _services(args: argparse.Namespace, **extra: Any) -> Services:
-    return build_services(_settings(args, **extra))
+def _services(args: argparse.Namespace, *, recover: bool = False, **extra: Any) -> Services:
+    return build_services(_settings(args, **extra), recover=recover)
 
 
 # -- serve ------------------------------------------------------------------
@@ -39,12 +42,16 @@ def cmd_serve(args: argparse.Namespace) -> int:
     from dicom_service.ingest.scp import DicomListener
     from dicom_service.web.app import create_app
 
-    services = _services(args, ae_title=args.ae_title, dicom_port=args.dicom_port,
-                         http_port=args.http_port, dicom_host=args.dicom_host,
-                         http_host=args.http_host)
+    services = _services(args, recover=True, ae_title=args.ae_title,
+                         dicom_port=args.dicom_port, http_port=args.http_port,
+                         dicom_host=args.dicom_host, http_host=args.http_host)
     settings = services.settings
+    workers = args.dicom_workers if args.dicom_workers is not None else default_workers()
+    if settings.dicom_port == 0:
+        workers = 1  # an ephemeral port cannot be shared
     listener = DicomListener(settings, services.care, services.pipeline)
-    listener.start()
+    listener.start(reuse_port=workers > 1)
+    children = [_spawn_worker(args, settings) for _ in range(workers - 1)]
     app = create_app(services)
     config = uvicorn.Config(app, host=settings.http_host, port=settings.http_port,
                             log_level="warning", access_log=False, lifespan="off")
@@ -72,9 +79,59 @@ def cmd_serve(args: argparse.Namespace) -> int:
     try:
         server.run()
     finally:
+        for child in children:
+            child.terminate()
         listener.stop()
+        for child in children:
+            try:
+                child.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                child.kill()
         services.close()
     return 0
+
+
+def default_workers() -> int:
+    """DICOM listener processes: one per core, at most four."""
+    return max(1, min(os.cpu_count() or 1, 4))
+
+
+def _spawn_worker(args: argparse.Namespace, settings: Settings) -> subprocess.Popen[bytes]:
+    argv = [sys.executable, "-m", "dicom_service.cli", "dicom-worker",
+            "--data-dir", str(settings.data_dir), "--ae-title", settings.ae_title,
+            "--dicom-host", settings.dicom_host, "--dicom-port", str(settings.dicom_port)]
+    if args.verbose:
+        argv.insert(3, "--verbose")
+    return subprocess.Popen(argv, stdin=subprocess.DEVNULL)
+
+
+def cmd_dicom_worker(args: argparse.Namespace) -> int:
+    """An extra DICOM listener process of ``serve`` (same port, SO_REUSEPORT)."""
+    from dicom_service.ingest.scp import DicomListener
+
+    _die_with_parent()
+    services = _services(args, ae_title=args.ae_title, dicom_port=args.dicom_port,
+                         dicom_host=args.dicom_host)
+    listener = DicomListener(services.settings, services.care, services.pipeline)
+    listener.start(reuse_port=True)
+    stop = threading.Event()
+    signal.signal(signal.SIGTERM, lambda *_: stop.set())
+    signal.signal(signal.SIGINT, lambda *_: stop.set())
+    stop.wait()
+    listener.stop()
+    services.close()
+    return 0
+
+
+def _die_with_parent() -> None:
+    """Linux: get SIGTERM when the parent ``serve`` dies, even by SIGKILL."""
+    try:
+        libc = ctypes.CDLL("libc.so.6", use_errno=True)
+        libc.prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
+    except OSError:  # pragma: no cover - not Linux
+        pass
+    if os.getppid() == 1:  # the parent is already gone
+        os.kill(os.getpid(), signal.SIGTERM)
 
 
 # -- administration -----------------------------------------------------------
@@ -141,10 +198,20 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("--dicom-port", type=int, default=None)
     serve.add_argument("--http-host", default=None)
     serve.add_argument("--http-port", type=int, default=None)
+    serve.add_argument("--dicom-workers", type=int, default=None,
+                       help="DICOM listener processes sharing the port "
+                            "(default: one per core, at most 4)")
     serve.add_argument("--demo", action="store_true",
                        help="seed a demo centre, peer and enrolments and load sample_data "
                             "through C-STORE")
     serve.set_defaults(func=cmd_serve)
+
+    worker = sub.add_parser("dicom-worker", parents=[common],
+                            help="(internal) an extra listener process started by serve")
+    worker.add_argument("--ae-title", required=True)
+    worker.add_argument("--dicom-host", required=True)
+    worker.add_argument("--dicom-port", type=int, required=True)
+    worker.set_defaults(func=cmd_dicom_worker)
 
     centres = sub.add_parser("centres", help="hospitals").add_subparsers(dest="sub", required=True)
     c_add = centres.add_parser("add", parents=[common])

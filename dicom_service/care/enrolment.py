@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import logging
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from sqlalchemy import delete, func, select
 
@@ -26,6 +26,7 @@ log = logging.getLogger(__name__)
 _NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9 _.\-]{0,63}$")
 _AE_RE = re.compile(r"^[\x20-\x5b\x5d-\x7e]{1,16}$")
 _PSEUDONYM_RE = re.compile(r"^ERN-[0-9A-Z]{10}$")
+_CACHE_LIMIT = 10_000
 
 
 @dataclass(frozen=True)
@@ -72,6 +73,9 @@ class CareService:
         self.db = db
         self.store = store
         self._secret = server_secret
+        # immutable facts only; consent is always read from the database
+        self._enrolments: dict[tuple[int, str], EnrolmentInfo] = {}
+        self._pseudonymisers: dict[int, Pseudonymiser] = {}
 
     # -- centres -----------------------------------------------------------
     def add_centre(self, name: str, *, actor: str) -> int:
@@ -170,14 +174,30 @@ class CareService:
         The match is exact on issuer + patient ID: an instance that carries an
         IssuerOfPatientID matches only an enrolment registered with that issuer,
         so two patients who share an ID under different issuers are never mixed.
+        The enrolment's identity (ID, pseudonym, key salt) never changes and is
+        cached; its consent is read fresh every time.
         """
         phash = patient_hash(self._secret, issuer, patient_id)
-        with self.db.session() as s:
-            row = s.execute(select(Enrolment.id, Enrolment.pseudonym, Enrolment.centre_id,
-                                   Enrolment.consent_care, Enrolment.key_salt)
-                            .where(Enrolment.centre_id == centre_id,
-                                   Enrolment.patient_hash == phash)).first()
-        return EnrolmentInfo(*row) if row is not None else None
+        cached = self._enrolments.get((centre_id, phash))
+        with self.db.engine.connect() as conn:
+            if cached is not None:
+                consent = conn.execute(select(Enrolment.consent_care)
+                                       .where(Enrolment.id == cached.id)).scalar()
+                if consent is None:
+                    self._enrolments.pop((centre_id, phash), None)
+                    return None
+                return replace(cached, consent_care=bool(consent))
+            row = conn.execute(select(Enrolment.id, Enrolment.pseudonym, Enrolment.centre_id,
+                                      Enrolment.consent_care, Enrolment.key_salt)
+                               .where(Enrolment.centre_id == centre_id,
+                                      Enrolment.patient_hash == phash)).first()
+        if row is None:
+            return None
+        info = EnrolmentInfo(*row)
+        if len(self._enrolments) >= _CACHE_LIMIT:
+            self._enrolments.clear()
+        self._enrolments[(centre_id, phash)] = info
+        return info
 
     def get_enrolment(self, pseudonym: str) -> EnrolmentInfo:
         with self.db.session() as s:
@@ -189,9 +209,18 @@ class CareService:
         return EnrolmentInfo(*row)
 
     def pseudonymiser(self, enrolment: EnrolmentInfo) -> Pseudonymiser:
+        """The enrolment's keyed pseudonymiser (cached: its UID cache then serves
+        every instance of a series)."""
+        found = self._pseudonymisers.get(enrolment.id)
+        if found is not None:
+            return found
         key = enrolment_key(self._secret, enrolment.key_salt)
-        return Pseudonymiser(key=key, pseudonym=enrolment.pseudonym,
+        made = Pseudonymiser(key=key, pseudonym=enrolment.pseudonym,
                              date_shift_days=derive_date_shift(key))
+        if len(self._pseudonymisers) >= _CACHE_LIMIT:
+            self._pseudonymisers.clear()
+        self._pseudonymisers[enrolment.id] = made
+        return made
 
     def withdraw_consent(self, pseudonym: str, *, actor: str) -> int:
         """Withdraw consent for care: stop further use and erase the shared images.

@@ -63,6 +63,9 @@ class Enrolment(Base):
     consent_registries: Mapped[bool] = mapped_column(Boolean, default=False)
     consent_research: Mapped[bool] = mapped_column(Boolean, default=False)
     withdrawn_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
+    # touched by every stored instance: the row lock that orders ingest and withdrawal
+    last_instance_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True),
+                                                              nullable=True)
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
 
 

@@ -23,7 +23,14 @@ from pydicom.dataset import Dataset
 from pydicom.multival import MultiValue
 from pydicom.sequence import Sequence
 
-from dicom_service.deidentify.plan import BINARY_VRS, NUMERIC_VRS, Kind, Op, Plan
+from dicom_service.deidentify.plan import (
+    BINARY_VRS,
+    NUMERIC_VRS,
+    Kind,
+    Op,
+    Plan,
+    encode_literal,
+)
 from dicom_service.deidentify.pseudonyms import Pseudonymiser, shift_da, shift_dt
 
 __all__ = ["REGISTERED_UIDS", "apply_adds", "code_item", "walk"]
@@ -42,6 +49,9 @@ _PSEUDONYM = int(Kind.PSEUDONYM)
 _DUMMY_CODE = int(Kind.DUMMY_CODE)
 _JITTER = int(Kind.JITTER)
 _DATE_SHIFT = int(Kind.DATE_SHIFT)
+_DUMMY_ITEMS = int(Kind.DUMMY_ITEMS)
+_LOCAL_MEANING = int(Kind.LOCAL_MEANING)
+_CODING_SCHEME_DESIGNATOR = 0x00080102
 
 
 def code_item(value: str, scheme: str, meaning: str) -> Dataset:
@@ -91,9 +101,9 @@ def _literal_value(op: Op) -> Any:
     """The literal as a value for ``DataElement.value`` of VR ``op.vr``."""
     text = op.literal or ""
     vr = op.vr
-    if vr in BINARY_VRS or vr.startswith("OB or") or vr.startswith("OW"):
-        return op.literal_bytes
-    if vr in NUMERIC_VRS or vr.startswith("US or") or vr.startswith("SS or"):
+    if vr in BINARY_VRS or vr.startswith("O"):
+        return encode_literal(text, "OB")
+    if vr in NUMERIC_VRS or vr.startswith(("US", "SS")):
         return float(text) if vr in ("FD", "FL") else int(text)
     return text
 
@@ -101,6 +111,21 @@ def _literal_value(op: Op) -> Any:
 def _shift(op: Op, text: str, p: Pseudonymiser) -> str:
     days = op.days if op.kind == _JITTER else p.date_shift_days
     return shift_da(text, days) if op.vr == "DA" else shift_dt(text, days)
+
+
+def _text(elem: DataElement | RawDataElement | None) -> str:
+    if elem is None or elem.value is None:
+        return ""
+    value = elem.value
+    if isinstance(value, bytes):
+        return value.decode("latin-1").strip(" \x00")
+    return str(value).strip()
+
+
+def is_local_scheme(designator: str) -> bool:
+    """A private or local coding scheme: ``99...`` or ``L`` (PS3.16 Section 8)."""
+    upper = designator.upper()
+    return upper.startswith("99") or upper in ("L", "LOCAL")
 
 
 def _creator(ds: Dataset, tag: int) -> str | None:
@@ -160,9 +185,11 @@ def _element_op(elem: DataElement, op: Op, kind: int, p: Pseudonymiser) -> None:
             elem.value = _shift(op, text, p)
 
 
-def walk(ds: Dataset, plan: Plan, p: Pseudonymiser) -> None:
+def walk(ds: Dataset, plan: Plan, p: Pseudonymiser, dummy: bool = False) -> None:
     """Apply ``plan`` to ``ds`` and, recursively, to every item of every kept
-    sequence. ``ds.file_meta`` is not visited (the caller decides).
+    sequence. ``ds.file_meta`` is not visited (the caller decides). With
+    ``dummy`` (inside a sequence under ``func:dummy_items``) elements no rule
+    names get their VR's dummy (:meth:`Plan.dummy_op`), at any depth.
 
     Raises:
         Exception: whatever pydicom raises for an element it cannot decode
@@ -171,7 +198,7 @@ def walk(ds: Dataset, plan: Plan, p: Pseudonymiser) -> None:
             only the exception type (``dicom_service.logsafe.describe``).
     """
     d = ds._dict
-    op_for: Callable[[int, str | None], Op] = plan.op
+    op_for: Callable[[int, str | None], Op] = plan.dummy_op if dummy else plan.op
     private_rules = plan.has_private_rules
     pending_creators: list[Any] = []
     for tag, elem in list(d.items()):
@@ -181,13 +208,13 @@ def walk(ds: Dataset, plan: Plan, p: Pseudonymiser) -> None:
             op = plan.private_op(t, vr, _creator(ds, t))
         else:
             op = op_for(t, vr)
-        kind = op.kind
+        kind: int = op.kind
         if kind == _KEEP:
             if op.recurse:
                 seq = ds[tag].value
                 if seq:
                     for item in seq:
-                        walk(item, plan, p)
+                        walk(item, plan, p, dummy)
             continue
         if kind == _REMOVE:
             if private_rules and (t >> 16) & 1 and 0x10 <= (t & 0xFFFF) <= 0xFF:
@@ -198,7 +225,22 @@ def walk(ds: Dataset, plan: Plan, p: Pseudonymiser) -> None:
         if kind == _DUMMY_CODE:
             ds[tag] = DataElement(tag, "SQ", _dummy_code_sequence())
             continue
-        if type(elem) is RawDataElement and elem.value is not None:
+        if kind == _LOCAL_MEANING:
+            scheme = d.get(_CODING_SCHEME_DESIGNATOR)  # type: ignore[call-overload]
+            if not is_local_scheme(_text(scheme)):
+                continue
+            kind = _LITERAL
+        if kind == _DUMMY_ITEMS:
+            seq = ds[tag].value
+            if seq:
+                for item in seq:
+                    walk(item, plan, p, True)
+            continue
+        if (
+            type(elem) is RawDataElement
+            and elem.value is not None
+            and (kind != _LITERAL or op.literal_bytes is not None)
+        ):
             _raw_op(ds, tag, elem, op, kind, p)
         else:
             _element_op(ds[tag], op, kind, p)
@@ -215,7 +257,7 @@ def apply_adds(ds: Dataset, plan: Plan, p: Pseudonymiser) -> None:
     Present ones were set by :func:`walk` (an ADD acts as REPLACE wherever
     the tag occurs)."""
     for tag, op in plan.adds:
-        kind = op.kind
+        kind: int = op.kind
         if kind == _PSEUDONYM:
             value: Any = p.pseudonym
         elif kind == _LITERAL:

@@ -28,6 +28,17 @@ class Func(Enum):
     DATE_SHIFT = "date_shift"
     """For JITTER: the enrolment's date offset in days (``date_shift_days``)."""
 
+    DUMMY_ITEMS = "dummy_items"
+    """For a sequence under action D: the items stay, every rule applies inside
+    them, and each element no rule names gets the dummy for its VR when it can
+    carry a name, text or a date (``dummies.ITEM_DUMMY_VRS``), at any depth."""
+
+    LOCAL_CODE_MEANING = "local_code_meaning"
+    """For CodeMeaning: the dummy when the item's CodingSchemeDesignator names
+    a local scheme (``99...`` or ``L``, PS3.16 Section 8), whose meanings are
+    free text written on site; otherwise the meaning stays (a standard
+    scheme's meaning is the scheme's own)."""
+
     DUMMY_CODE = "dummy_code"
     """For a code sequence under action D: one dummy Code Sequence Macro item
     (PS3.3 Table 8.8-1): CodeValue ``REMOVED``, CodingSchemeDesignator
@@ -41,18 +52,14 @@ class FunctionSpec:
 
     Attributes:
         actions: the recipe actions that may name it.
-        vrs: value representations of the elements it may be applied to
-            (checked for exact-tag rules at load; ``None``: any string VR).
+        vrs: the data-dictionary VRs it may be used for, checked for tag
+            rules when the recipe is loaded (what happens when an element's
+            actual VR differs is decided in ``plan._op_for``).
     """
 
     actions: frozenset[str]
-    vrs: frozenset[str] | None
+    vrs: frozenset[str]
 
-
-_STRING_VRS = frozenset(
-    {"AE", "AS", "CS", "DA", "DS", "DT", "IS", "LO", "LT", "PN", "SH", "ST", "TM", "UC",
-     "UI", "UR", "UT"}
-)
 
 FUNCTIONS: dict[Func, FunctionSpec] = {
     Func.KEYED_UID: FunctionSpec(frozenset({"REPLACE", "ADD"}), frozenset({"UI"})),
@@ -61,6 +68,6 @@ FUNCTIONS: dict[Func, FunctionSpec] = {
     ),
     Func.DATE_SHIFT: FunctionSpec(frozenset({"JITTER"}), frozenset({"DA", "DT"})),
     Func.DUMMY_CODE: FunctionSpec(frozenset({"REPLACE"}), frozenset({"SQ"})),
+    Func.DUMMY_ITEMS: FunctionSpec(frozenset({"REPLACE"}), frozenset({"SQ"})),
+    Func.LOCAL_CODE_MEANING: FunctionSpec(frozenset({"REPLACE"}), frozenset({"LO", "UC"})),
 }
-
-STRING_VRS = _STRING_VRS

@@ -27,19 +27,19 @@ safe reading, never a pass-through.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from enum import IntEnum
 
 from pydicom import config as pydicom_config
 from pydicom.datadict import dictionary_VR
 from pydicom.valuerep import validate_value
 
+from dicom_service.deidentify.dummies import DUMMIES, ITEM_DUMMY_VRS
 from dicom_service.deidentify.functions import FUNCTIONS, Func
 from dicom_service.deidentify.recipe import (
     Action,
     DaysValue,
     ElementKey,
-    ExpanderField,
     FuncValue,
     HeaderRule,
     LiteralValue,
@@ -64,6 +64,8 @@ class Kind(IntEnum):
     DUMMY_CODE = 6
     JITTER = 7
     DATE_SHIFT = 8
+    DUMMY_ITEMS = 9
+    LOCAL_MEANING = 10
 
 
 _PRECEDENCE = {
@@ -77,7 +79,6 @@ _PRECEDENCE = {
 
 BINARY_VRS = frozenset({"OB", "OD", "OF", "OL", "OV", "OW", "UN"})
 NUMERIC_VRS = frozenset({"AT", "FD", "FL", "SL", "SS", "SV", "UL", "US", "UV"})
-_TEXT_VRS_FOR_FUNCS = frozenset({"PN", "LO", "SH", "LT", "ST", "UT", "UC"})
 # Padding to even length, PS3.5 Section 6.2: UI with NUL, binary with 0x00,
 # text with a space.
 _PAD_NUL = frozenset({"UI"}) | BINARY_VRS
@@ -101,7 +102,7 @@ def encode_literal(text: str, vr: str) -> bytes:
     """Encode a literal as the raw bytes of an element of VR ``vr``."""
     data = text.encode("ascii")
     if len(data) % 2:
-        data += b"\x00" if vr in _PAD_NUL else b" "
+        data += b"\x00" if vr in _PAD_NUL or vr.startswith("O") else b" "
     return data
 
 
@@ -111,8 +112,10 @@ class Op:
 
     ``raw_vr`` is the VR as read (``None`` for implicit VR), the cache key's
     second half; ``vr`` the effective VR. ``literal``/``literal_bytes`` carry a
-    REPLACE value; ``days`` a JITTER offset; ``recurse`` marks a sequence to
-    walk; ``add`` marks a top-level ADD; ``rule`` is ``"file:line"``.
+    REPLACE value (no bytes for binary numbers: those go through pydicom);
+    ``days`` a JITTER offset; ``recurse`` marks a sequence to walk; ``add``
+    marks a top-level ADD; ``rule`` is ``"file:line"``; ``default`` says no
+    rule matched (kept by default).
     """
 
     kind: Kind
@@ -124,9 +127,10 @@ class Op:
     recurse: bool = False
     add: bool = False
     rule: str = ""
+    default: bool = False  # no rule matched
 
 
-def _check_literal(rule: HeaderRule, vr: str, text: str) -> str | None:
+def _check_literal(vr: str, text: str) -> str | None:
     """Return why ``text`` is not valid for ``vr``, or None."""
     if vr == "SQ":
         return "a sequence cannot take a literal value"
@@ -168,11 +172,14 @@ def _op_for(rule: HeaderRule, source: str, raw_vr: str | None, vr: str) -> Op:
             return Op(Kind.JITTER, raw_vr, vr, days=value.days, rule=where)
         return Op(Kind.DATE_SHIFT, raw_vr, vr, rule=where)
     if isinstance(value, LiteralValue):
-        if _check_literal(rule, vr, value.text) is not None:
+        if _check_literal(vr, value.text) is not None:
             return removed
+        # binary numbers depend on the byte order: set through pydicom instead
+        text_like = vr not in NUMERIC_VRS and " or " not in vr
         return Op(
             Kind.LITERAL, raw_vr, vr, literal=value.text,
-            literal_bytes=encode_literal(value.text, vr), add=add, rule=where,
+            literal_bytes=encode_literal(value.text, vr) if text_like else None,
+            add=add, rule=where,
         )
     if isinstance(value, FuncValue):
         func = value.func
@@ -181,11 +188,21 @@ def _op_for(rule: HeaderRule, source: str, raw_vr: str | None, vr: str) -> Op:
                 return removed
             return Op(Kind.UID, raw_vr, vr, add=add, rule=where)
         if func is Func.PSEUDONYM:
-            if vr not in _TEXT_VRS_FOR_FUNCS:
+            if vr not in FUNCTIONS[Func.PSEUDONYM].vrs:
                 return removed
             return Op(Kind.PSEUDONYM, raw_vr, vr, add=add, rule=where)
         if func is Func.DUMMY_CODE:
             return Op(Kind.DUMMY_CODE, raw_vr, vr, rule=where) if vr == "SQ" else removed
+        if func is Func.DUMMY_ITEMS:
+            return Op(Kind.DUMMY_ITEMS, raw_vr, vr, rule=where) if vr == "SQ" else removed
+        if func is Func.LOCAL_CODE_MEANING:
+            if vr not in FUNCTIONS[Func.LOCAL_CODE_MEANING].vrs:
+                return removed
+            text = DUMMIES[vr] if vr in DUMMIES else DUMMIES["LO"]
+            return Op(
+                Kind.LOCAL_MEANING, raw_vr, vr, literal=text,
+                literal_bytes=encode_literal(text, vr), rule=where,
+            )
     return removed  # pragma: no cover - the parser admits nothing else
 
 
@@ -257,14 +274,13 @@ def _check_exact(source: str, rule: HeaderRule, field: TagField, extra: dict[int
             )
         return
     if isinstance(value, LiteralValue):
-        problem = _check_literal(rule, vr, value.text)
+        problem = _check_literal(vr, value.text)
         if problem is not None:
             raise RecipeError(source, rule.line, f"{action.value} {field.text}: {problem}")
         if action is Action.ADD and " or " in vr:
             raise RecipeError(source, rule.line, f"ADD {field.text}: the VR is ambiguous ({vr})")
     elif isinstance(value, FuncValue):
-        allowed = FUNCTIONS[value.func].vrs
-        if allowed is not None and vr not in allowed:
+        if vr not in FUNCTIONS[value.func].vrs:
             raise RecipeError(
                 source, rule.line,
                 f"func:{value.func.value} cannot produce a {vr} value for {field.text}",
@@ -289,6 +305,7 @@ class Plan:
             isinstance(r.field, PrivateField) for layer in self._layers for r in layer.others
         ) or any((tag >> 16) & 1 for layer in self._layers for tag in layer.exact)
         self._cache: dict[int, Op] = {}
+        self._dummy_cache: dict[int, Op] = {}
         self._private_cache: dict[tuple[int, str | None, str | None], Op] = {}
         adds: list[tuple[int, Op]] = []
         seen: set[int] = set()
@@ -318,7 +335,7 @@ class Plan:
                         break
             if rule is not None:
                 return _op_for(rule, layer.source, raw_vr, vr)
-        return Op(Kind.KEEP, raw_vr, vr, recurse=vr == "SQ")
+        return Op(Kind.KEEP, raw_vr, vr, recurse=vr == "SQ", default=True)
 
     def _resolve_private(self, tag: int, raw_vr: str | None, vr: str, creator: str | None) -> Op:
         """With ``remove_private``: only rules naming private elements explicitly
@@ -345,6 +362,29 @@ class Plan:
             self._cache.clear()
         self._cache[tag] = op
         return op
+
+    def dummy_op(self, tag: int, raw_vr: str | None) -> Op:
+        """:meth:`op` inside the items of a sequence under ``func:dummy_items``:
+        an element no rule names gets the dummy for its VR if that VR is in
+        ``ITEM_DUMMY_VRS``, and so does every code meaning (the designator
+        beside it may have been dummied already); everything else as :meth:`op`."""
+        op = self.op(tag, raw_vr)
+        if op.kind == Kind.LOCAL_MEANING:
+            return replace(op, kind=Kind.LITERAL)
+        if op.kind != Kind.KEEP or not op.default or op.vr not in ITEM_DUMMY_VRS:
+            return op
+        dummy = self._dummy_cache.get(tag)
+        if dummy is not None and dummy.raw_vr == raw_vr:
+            return dummy
+        text = DUMMIES[op.vr]
+        dummy = Op(
+            Kind.LITERAL, raw_vr, op.vr, literal=text,
+            literal_bytes=encode_literal(text, op.vr), rule="dummy_items", default=True,
+        )
+        if len(self._dummy_cache) >= _CACHE_LIMIT:
+            self._dummy_cache.clear()
+        self._dummy_cache[tag] = dummy
+        return dummy
 
     def private_op(self, tag: int, raw_vr: str | None, creator: str | None) -> Op:
         """The cached operation for a private data element of ``creator``."""
@@ -378,6 +418,3 @@ def compile_plan(
     extra = dictionary_vrs or {}
     return Plan([_compile_layer(r, extra) for r in recipes], remove_private=remove_private)
 
-
-def is_expander(rule: HeaderRule) -> bool:
-    return isinstance(rule.field, ExpanderField)

@@ -32,7 +32,6 @@ lists (they select fields by the data's own values), ``var:`` and
 from __future__ import annotations
 
 import re
-from collections.abc import Callable
 from dataclasses import dataclass
 from enum import Enum
 from pathlib import Path
@@ -40,7 +39,6 @@ from pathlib import Path
 from pydicom._dicom_dict import RepeatersDictionary
 from pydicom.datadict import (
     dictionary_description,
-    dictionary_has_tag,
     dictionary_keyword,
     keyword_dict,
 )
@@ -328,9 +326,7 @@ def element_key(tag: int, vr: str, creator: str | None = None) -> ElementKey:
         element = tag & 0xFFFF
         name = "Private Creator" if 0x0010 <= element <= 0x00FF else "Private tag data"
         return ElementKey(tag, vr, "", name, creator)
-    if dictionary_has_tag(tag):
-        return ElementKey(tag, vr, dictionary_keyword(tag), dictionary_description(tag))
-    try:  # repeating groups (curves, overlays) are not in the main dictionary
+    try:  # also repeating groups (curves, overlays), which pydicom finds by mask
         return ElementKey(tag, vr, dictionary_keyword(tag), dictionary_description(tag))
     except KeyError:
         return ElementKey(tag, vr, "", "Unknown")
@@ -641,5 +637,3 @@ def load_recipe(path: Path, label: str | None = None) -> Recipe:
         raise RecipeError(source, 0, f"cannot read the recipe ({type(exc).__name__})") from None
     return parse_recipe(text, source)
 
-
-MatchFn = Callable[[ElementKey], bool]

@@ -19,14 +19,13 @@ from typing import Any, cast
 import pydicom
 from pydicom.dataset import Dataset, FileMetaDataset
 from pydicom.uid import UID
-from sqlalchemy import Table
+from sqlalchemy import Table, insert, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.exc import SQLAlchemyError
 
 from dicom_service import metrics
-from dicom_service.care import audit
 from dicom_service.care.enrolment import CareService
-from dicom_service.db.models import Instance, Series, Study
+from dicom_service.db.models import AuditEvent, Enrolment, Instance, Series, Study, utcnow
 from dicom_service.db.session import Database
 from dicom_service.deidentify import Profile
 from dicom_service.dicom.uids import InvalidUID, validate_uid
@@ -81,8 +80,10 @@ class IngestPipeline:
         self.store = store
         self.care = care
         self.active_profile = active_profile
-        self._tables = (cast(Table, Study.__table__), cast(Table, Series.__table__),
-                        cast(Table, Instance.__table__))
+        self._tables = tuple(cast(Table, m.__table__)
+                             for m in (Study, Series, Instance, Enrolment, AuditEvent))
+        # series this process has indexed: their study and series rows exist
+        self._known_series: set[str] = set()
 
     def ingest(self, ds: Dataset, transfer_syntax: str, sender: Sender) -> IngestResult:
         """De-identify and store one instance; return only once it is durable and indexed.
@@ -155,6 +156,11 @@ class IngestPipeline:
         try:
             self._index(ds, key, enrolment.id, sop_class, transfer_syntax, stored.location,
                         stored.size, profile, sender)
+        except _ConsentGone:
+            if not stored.replaced:
+                self.store.delete(key)
+            raise IngestRefused(Refusal.NO_CONSENT_FOR_CARE,
+                                "consent for care was withdrawn") from None
         except SQLAlchemyError as exc:
             log.error("index write failed (%s)", describe(exc))
             if not stored.replaced:
@@ -183,24 +189,51 @@ class IngestPipeline:
     def _index(self, ds: Dataset, key: InstanceKey, enrolment_id: int, sop_class: str,
                transfer_syntax: str, location: str, size: int, profile: Profile,
                sender: Sender) -> None:
-        study_t, series_t, instance_t = self._tables
+        """Index and audit the instance in one transaction.
+
+        The transaction first touches the enrolment row where consent for care is
+        still active. That write orders it against a withdrawal (SQLite has one
+        writer; PostgreSQL locks the row): either this instance commits first and
+        the withdrawal removes it, or the withdrawal commits first and this
+        instance is refused.
+        """
+        study_t, series_t, instance_t, enrolment_t, audit_t = self._tables
         dialect = self.db.dialect
-        with self.db.session() as s:
-            s.execute(_insert_ignore(dialect, study_t, study_uid=key.study_uid,
-                                     enrolment_id=enrolment_id,
-                                     study_date=str(ds.get("StudyDate", "") or "") or None,
-                                     study_time=str(ds.get("StudyTime", "") or "") or None))
-            s.execute(_insert_ignore(dialect, series_t, series_uid=key.series_uid,
-                                     study_uid=key.study_uid,
-                                     modality=str(ds.get("Modality", "") or "") or None,
-                                     series_number=_int_or_none(ds.get("SeriesNumber"))))
-            result = s.execute(_insert_ignore(
+        now = utcnow()
+        with self.db.engine.begin() as conn:
+            touched = conn.execute(
+                update(enrolment_t)
+                .where(enrolment_t.c.id == enrolment_id, enrolment_t.c.consent_care.is_(True))
+                .values(last_instance_at=now)).rowcount
+            if not touched:
+                raise _ConsentGone
+            if key.series_uid not in self._known_series:
+                conn.execute(_insert_ignore(
+                    dialect, study_t, study_uid=key.study_uid, enrolment_id=enrolment_id,
+                    study_date=_text(ds.get("StudyDate")), study_time=_text(ds.get("StudyTime")),
+                    created_at=now))
+                conn.execute(_insert_ignore(
+                    dialect, series_t, series_uid=key.series_uid, study_uid=key.study_uid,
+                    modality=_text(ds.get("Modality")),
+                    series_number=_int_or_none(ds.get("SeriesNumber"))))
+            new = conn.execute(_insert_ignore(
                 dialect, instance_t, sop_uid=key.sop_uid, series_uid=key.series_uid,
                 study_uid=key.study_uid, enrolment_id=enrolment_id, sop_class_uid=sop_class,
                 transfer_syntax_uid=transfer_syntax,
                 instance_number=_int_or_none(ds.get("InstanceNumber")), path=location,
                 size=size, profile_name=profile.name, profile_version=profile.version,
-                profile_sha256=profile.sha256))
-            new = bool(getattr(result, "rowcount", 1))
-            audit.record(s, actor=sender.actor, action="instance.store" if new else
-                         "instance.resend", object_type="instance", object_id=key.sop_uid)
+                profile_sha256=profile.sha256, received_at=now)).rowcount
+            conn.execute(insert(audit_t).values(
+                at=now, actor=sender.actor, action="instance.store" if new else "instance.resend",
+                object_type="instance", object_id=key.sop_uid, result="ok"))
+        if len(self._known_series) >= 100_000:
+            self._known_series.clear()
+        self._known_series.add(key.series_uid)
+
+
+class _ConsentGone(Exception):
+    """Consent for care was withdrawn while the instance was being stored."""
+
+
+def _text(value: Any) -> str | None:
+    return str(value) if value not in (None, "") else None

@@ -39,9 +39,10 @@ class FilesystemStore:
         return removed
 
     def _path(self, key: InstanceKey) -> Path:
-        path = (self.instances / key.study_uid / key.series_uid / f"{key.sop_uid}.dcm").resolve()
-        # Defence in depth: keys are validated UIDs, but never leave the root.
-        if os.path.commonpath([path, self.instances]) != str(self.instances):
+        # Keys are validated UIDs (digits and dots, no empty component), so no
+        # component can be "." or ".."; check it anyway, without touching the disk.
+        path = self.instances / key.study_uid / key.series_uid / f"{key.sop_uid}.dcm"
+        if os.path.commonpath([os.path.normpath(path), self.instances]) != str(self.instances):
             raise ValueError("instance path escapes the store root")
         return path
 

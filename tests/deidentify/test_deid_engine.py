@@ -343,3 +343,46 @@ def test_known_sequence_sent_as_un_is_walked(profile: Profile, p: Pseudonymiser)
     series = back.ReferencedSeriesSequence[0]
     assert series.SeriesInstanceUID == p.uid(SERIES)
     assert series.PatientName == PSEUDONYM
+
+
+def test_content_sequence_under_d_gets_dummy_content(profile: Profile, p: Pseudonymiser) -> None:
+    """Content Sequence is D: the tree stays, its text, names and dates do not
+    (retaining them cleaned is the Clean Structured Content Option)."""
+    concept = item(CodeValue="121071", CodingSchemeDesignator="DCM", CodeMeaning="Finding")
+    text = item(RelationshipType="CONTAINS", ValueType="TEXT",
+                TextValue="Jane Doe, seen 2024-03-15 by Dr House")
+    text.ConceptNameCodeSequence = Sequence([concept])
+    person = item(RelationshipType="HAS OBS CONTEXT", ValueType="PNAME", PersonName="House^Greg")
+    number = item(RelationshipType="CONTAINS", ValueType="NUM")
+    number.MeasuredValueSequence = Sequence([item(NumericValue="12.5")])
+    ds = make_ct()
+    ds.ContentSequence = Sequence([text, person, number])
+    data = encode(ds, ExplicitVRLittleEndian)
+    for target in (ds, dcmread(io.BytesIO(data))):
+        profile.apply(target, p)
+        text_out, person_out, number_out = target.ContentSequence
+        assert text_out.ValueType == "TEXT" and text_out.RelationshipType == "CONTAINS"
+        assert text_out.TextValue == "ANONYMIZED"
+        assert text_out.ConceptNameCodeSequence[0].CodeMeaning == "ANONYMIZED"
+        assert person_out.PersonName == "ANONYMIZED"  # (0040,A123) D
+        assert number_out.MeasuredValueSequence[0].NumericValue == 12.5  # numbers kept
+
+
+@pytest.mark.parametrize(
+    ("scheme", "kept"), [("99FAKE", False), ("L", False), ("DCM", True), ("SCT", True)]
+)
+def test_local_code_meanings_get_the_dummy(
+    profile: Profile, p: Pseudonymiser, scheme: str, kept: bool
+) -> None:
+    """Local schemes' meanings are free text written on site (PS3.16 Section 8)."""
+    meaning = "CT chest, requested by Dr Xerxes Bumblethorpe"
+    ds = make_ct()
+    ds.ProcedureCodeSequence = Sequence(
+        [item(CodeValue="ZZ-CT-1", CodingSchemeDesignator=scheme, CodeMeaning=meaning)]
+    )
+    data = encode(ds, ImplicitVRLittleEndian)
+    for target in (ds, dcmread(io.BytesIO(data))):
+        profile.apply(target, p)
+        code = target.ProcedureCodeSequence[0]
+        assert code.CodeMeaning == (meaning if kept else "ANONYMIZED")
+        assert code.CodeValue == "ZZ-CT-1" and code.CodingSchemeDesignator == scheme

@@ -189,3 +189,30 @@ def test_precedence_within_a_recipe(tmp_path: Path) -> None:
     assert ds[0x00090010].value == "ACME 1.0"  # creator kept with its kept element
     assert 0x00110010 not in ds and 0x00111001 not in ds
     assert ds.PatientIdentityRemoved == "YES"  # the engine's marker wins over the recipe
+
+
+@pytest.mark.parametrize("read_back", [False, True], ids=["memory", "bytes"])
+def test_literals_for_binary_numbers_respect_byte_order(tmp_path: Path, read_back: bool) -> None:
+    import io
+
+    from pydicom import dcmread, dcmwrite
+    from pydicom.dataset import FileMetaDataset
+    from pydicom.uid import UID, CTImageStorage, ExplicitVRBigEndian
+
+    toml = 'active = "t"\n[profiles.t]\nversion = "1"\nrecipes = ["t.dicom"]\n'
+    write(tmp_path, toml, t_dicom="FORMAT dicom\n%header\nREPLACE (0018,6016) 7\n")
+    profile = load_profiles(tmp_path).active
+    ds = Dataset()
+    ds.SOPClassUID = CTImageStorage
+    ds.SOPInstanceUID = "1.2.999.5"
+    ds.RegionFlags = 123456
+    ds.file_meta = FileMetaDataset()
+    ds.file_meta.TransferSyntaxUID = UID(ExplicitVRBigEndian)
+    if read_back:
+        buffer = io.BytesIO()
+        dcmwrite(buffer, ds, enforce_file_format=True)
+        ds = dcmread(io.BytesIO(buffer.getvalue()))
+    profile.apply(ds, P)
+    out = io.BytesIO()
+    dcmwrite(out, ds, enforce_file_format=True)
+    assert dcmread(io.BytesIO(out.getvalue())).RegionFlags == 7

@@ -7,7 +7,6 @@ import re
 from pathlib import Path
 from types import ModuleType
 
-import deid
 import pytest
 from pydicom.datadict import dictionary_has_tag
 
@@ -29,7 +28,12 @@ from dicom_service.deidentify.recipe import (
 
 ROOT = Path(__file__).resolve().parents[2]
 PROFILES = ROOT / "deid_profiles"
-DEID_DATA = Path(deid.__file__).parent / "data"
+
+
+def deid_data() -> Path:
+    """The recipes shipped with the deid library (skips if it is not installed)."""
+    deid = pytest.importorskip("deid")
+    return Path(deid.__file__).parent / "data"
 
 
 def recipe(body: str) -> str:
@@ -159,7 +163,7 @@ def test_deid_shipped_recipes(name: str) -> None:
     filters silently fail open; 'PatientsName' and 'jitter' are no keywords;
     'var:' needs deid's per-call lookup dictionaries. With those lines
     commented out the rest (100+ filter groups) parses."""
-    lines = (DEID_DATA / name).read_text(encoding="utf-8").splitlines()
+    lines = (deid_data() / name).read_text(encoding="utf-8").splitlines()
     problems = []
     while True:
         try:
@@ -214,7 +218,7 @@ def test_fields_values_and_comments() -> None:
 
 def test_deid_default_filters_as_data() -> None:
     """The %filter part of deid's default recipe, its misspellings corrected."""
-    text = (DEID_DATA / "deid.dicom").read_text(encoding="utf-8").split("%header")[0]
+    text = (deid_data() / "deid.dicom").read_text(encoding="utf-8").split("%header")[0]
     text = text.replace("Manfacturer", "Manufacturer").replace("Manufacture ", "Manufacturer ")
     parsed = parse_recipe(text, "deid.dicom")
     groups = [g for gs in parsed.filters.values() for g in gs]
@@ -297,7 +301,8 @@ def test_basic_recipe_has_one_rule_per_table_tag() -> None:
 
 def test_deid_library_reads_basic_recipe_alike() -> None:
     """deid's own parser sees the same actions on the same fields."""
-    from deid.config import DeidRecipe
+    deid_config = pytest.importorskip("deid.config")
+    DeidRecipe = deid_config.DeidRecipe
 
     theirs = DeidRecipe(deid=str(PROFILES / "basic.dicom"), base=False)
     ours = load_recipe(PROFILES / "basic.dicom")

@@ -50,6 +50,7 @@ def upgrade() -> None:
         sa.Column("consent_registries", sa.Boolean(), nullable=False),
         sa.Column("consent_research", sa.Boolean(), nullable=False),
         sa.Column("withdrawn_at", sa.DateTime(timezone=True), nullable=True),
+        sa.Column("last_instance_at", sa.DateTime(timezone=True), nullable=True),
         sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),
         sa.ForeignKeyConstraint(
             ["centre_id"],
