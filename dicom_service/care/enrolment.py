@@ -11,7 +11,7 @@ import logging
 import re
 from dataclasses import dataclass, replace
 
-from sqlalchemy import delete, func, select
+from sqlalchemy import bindparam, delete, func, select
 
 from dicom_service.care import audit
 from dicom_service.care.keys import enrolment_key, new_pseudonym, new_salt, patient_hash
@@ -27,6 +27,7 @@ _NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9 _.\-]{0,63}$")
 _AE_RE = re.compile(r"^[\x20-\x5b\x5d-\x7e]{1,16}$")
 _PSEUDONYM_RE = re.compile(r"^ERN-[0-9A-Z]{10}$")
 _CACHE_LIMIT = 10_000
+_CONSENT_OF = select(Enrolment.consent_care).where(Enrolment.id == bindparam("b_id"))
 
 
 @dataclass(frozen=True)
@@ -181,8 +182,7 @@ class CareService:
         cached = self._enrolments.get((centre_id, phash))
         with self.db.engine.connect() as conn:
             if cached is not None:
-                consent = conn.execute(select(Enrolment.consent_care)
-                                       .where(Enrolment.id == cached.id)).scalar()
+                consent = conn.execute(_CONSENT_OF, {"b_id": cached.id}).scalar()
                 if consent is None:
                     self._enrolments.pop((centre_id, phash), None)
                     return None

@@ -19,7 +19,7 @@ from typing import Any, cast
 import pydicom
 from pydicom.dataset import Dataset, FileMetaDataset
 from pydicom.uid import UID
-from sqlalchemy import Table, insert, update
+from sqlalchemy import Executable, Table, bindparam, insert, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.exc import SQLAlchemyError
 
@@ -60,10 +60,27 @@ class IngestResult:
     replaced: bool
 
 
-def _insert_ignore(dialect: str, table: Table, **values: Any) -> Any:
+def _insert_ignore(dialect: str, table: Table) -> Executable:
+    """INSERT ... ON CONFLICT DO NOTHING: a re-send changes nothing."""
     if dialect == "postgresql":
-        return postgresql.insert(table).values(**values).on_conflict_do_nothing()
-    return sqlite.insert(table).values(**values).on_conflict_do_nothing()
+        return postgresql.insert(table).on_conflict_do_nothing()
+    return sqlite.insert(table).on_conflict_do_nothing()
+
+
+class _Statements:
+    """The index statements, built once so that SQLAlchemy compiles them once."""
+
+    def __init__(self, dialect: str) -> None:
+        study, series, instance, enrolment, audit_t = (
+            cast(Table, m.__table__) for m in (Study, Series, Instance, Enrolment, AuditEvent))
+        self.touch_enrolment = (
+            update(enrolment)
+            .where(enrolment.c.id == bindparam("b_id"), enrolment.c.consent_care.is_(True))
+            .values(last_instance_at=bindparam("b_now")))
+        self.insert_study = _insert_ignore(dialect, study)
+        self.insert_series = _insert_ignore(dialect, series)
+        self.insert_instance = _insert_ignore(dialect, instance)
+        self.insert_audit = insert(audit_t)
 
 
 def _int_or_none(value: Any) -> int | None:
@@ -80,8 +97,7 @@ class IngestPipeline:
         self.store = store
         self.care = care
         self.active_profile = active_profile
-        self._tables = tuple(cast(Table, m.__table__)
-                             for m in (Study, Series, Instance, Enrolment, AuditEvent))
+        self._statements = _Statements(db.dialect)
         # series this process has indexed: their study and series rows exist
         self._known_series: set[str] = set()
 
@@ -197,35 +213,33 @@ class IngestPipeline:
         the withdrawal removes it, or the withdrawal commits first and this
         instance is refused.
         """
-        study_t, series_t, instance_t, enrolment_t, audit_t = self._tables
-        dialect = self.db.dialect
+        st = self._statements
         now = utcnow()
         with self.db.engine.begin() as conn:
-            touched = conn.execute(
-                update(enrolment_t)
-                .where(enrolment_t.c.id == enrolment_id, enrolment_t.c.consent_care.is_(True))
-                .values(last_instance_at=now)).rowcount
-            if not touched:
+            touched = conn.execute(st.touch_enrolment, {"b_id": enrolment_id, "b_now": now})
+            if not touched.rowcount:
                 raise _ConsentGone
             if key.series_uid not in self._known_series:
-                conn.execute(_insert_ignore(
-                    dialect, study_t, study_uid=key.study_uid, enrolment_id=enrolment_id,
-                    study_date=_text(ds.get("StudyDate")), study_time=_text(ds.get("StudyTime")),
-                    created_at=now))
-                conn.execute(_insert_ignore(
-                    dialect, series_t, series_uid=key.series_uid, study_uid=key.study_uid,
-                    modality=_text(ds.get("Modality")),
-                    series_number=_int_or_none(ds.get("SeriesNumber"))))
-            new = conn.execute(_insert_ignore(
-                dialect, instance_t, sop_uid=key.sop_uid, series_uid=key.series_uid,
-                study_uid=key.study_uid, enrolment_id=enrolment_id, sop_class_uid=sop_class,
-                transfer_syntax_uid=transfer_syntax,
-                instance_number=_int_or_none(ds.get("InstanceNumber")), path=location,
-                size=size, profile_name=profile.name, profile_version=profile.version,
-                profile_sha256=profile.sha256, received_at=now)).rowcount
-            conn.execute(insert(audit_t).values(
-                at=now, actor=sender.actor, action="instance.store" if new else "instance.resend",
-                object_type="instance", object_id=key.sop_uid, result="ok"))
+                conn.execute(st.insert_study, {
+                    "study_uid": key.study_uid, "enrolment_id": enrolment_id,
+                    "study_date": _text(ds.get("StudyDate")),
+                    "study_time": _text(ds.get("StudyTime")), "created_at": now})
+                conn.execute(st.insert_series, {
+                    "series_uid": key.series_uid, "study_uid": key.study_uid,
+                    "modality": _text(ds.get("Modality")),
+                    "series_number": _int_or_none(ds.get("SeriesNumber"))})
+            new = conn.execute(st.insert_instance, {
+                "sop_uid": key.sop_uid, "series_uid": key.series_uid,
+                "study_uid": key.study_uid, "enrolment_id": enrolment_id,
+                "sop_class_uid": sop_class, "transfer_syntax_uid": transfer_syntax,
+                "instance_number": _int_or_none(ds.get("InstanceNumber")), "path": location,
+                "size": size, "profile_name": profile.name, "profile_version": profile.version,
+                "profile_sha256": profile.sha256, "received_at": now}).rowcount
+            conn.execute(st.insert_audit, {
+                "at": now, "actor": sender.actor,
+                "action": "instance.store" if new else "instance.resend",
+                "object_type": "instance", "object_id": key.sop_uid, "result": "ok",
+                "detail": None})
         if len(self._known_series) >= 100_000:
             self._known_series.clear()
         self._known_series.add(key.series_uid)
