@@ -7,6 +7,7 @@ from __future__ import annotations
 from datetime import UTC, datetime
 
 from sqlalchemy import (
+    BigInteger,
     Boolean,
     DateTime,
     ForeignKey,
@@ -101,6 +102,42 @@ class Instance(Base):
     profile_version: Mapped[str] = mapped_column(String(32))
     profile_sha256: Mapped[str] = mapped_column(String(64))
     received_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+    # DICOM JSON model of the de-identified instance (PS3.18 F.2), bulk data
+    # replaced by BulkDataURI placeholders; filled at ingest so metadata needs
+    # no file read
+    metadata_json: Mapped[str | None] = mapped_column(Text, nullable=True)
+    number_of_frames: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    # where the Pixel Data value starts in the stored file and its length
+    # (native pixel data only), so frames are served by a ranged read
+    pixel_data_offset: Mapped[int | None] = mapped_column(BigInteger, nullable=True)
+    pixel_data_length: Mapped[int | None] = mapped_column(BigInteger, nullable=True)
+
+
+class ProfileActivation(Base):
+    """Which de-identification profile version is active: the newest row wins."""
+
+    __tablename__ = "profile_activations"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    profile_name: Mapped[str] = mapped_column(String(64))
+    profile_version: Mapped[str] = mapped_column(String(32))
+    profile_sha256: Mapped[str] = mapped_column(String(64))
+    actor: Mapped[str] = mapped_column(String(64))
+    activated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+
+
+class AccessToken(Base):
+    """A bearer token for DICOMweb, bound to one enrolment (until panels and
+    personal tokens replace the binding). Only a SHA-256 of the token is kept."""
+
+    __tablename__ = "access_tokens"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    token_sha256: Mapped[str] = mapped_column(String(64), unique=True)
+    enrolment_id: Mapped[int] = mapped_column(ForeignKey("enrolments.id"), index=True)
+    scope: Mapped[str] = mapped_column(String(64), default="dicomweb")
+    label: Mapped[str | None] = mapped_column(String(64), nullable=True)
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+    expires_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
+    revoked_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
 
 
 class AuditEvent(Base):
