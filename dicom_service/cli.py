@@ -17,11 +17,14 @@ import sys
 import threading
 from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from dicom_service.app import Services, build_services
 from dicom_service.config import Settings
 from dicom_service.errors import ConfigError, Conflict, NotFound
+from dicom_service.logsafe import describe
+
+if TYPE_CHECKING:
+    from dicom_service.app import Services
 
 log = logging.getLogger("dicom_service")
 ACTOR = "cli"
@@ -32,13 +35,29 @@ def _settings(args: argparse.Namespace, **extra: Any) -> Settings:
 
 
 def _services(args: argparse.Namespace, *, recover: bool = False, **extra: Any) -> Services:
+    # imported here so that serve can point prometheus_client at a shared
+    # multi-process directory before the library is first imported
+    from dicom_service.app import build_services
+
     return build_services(_settings(args, **extra), recover=recover)
+
+
+def _share_metrics(data_dir: Path, *, fresh: bool) -> None:
+    """Metrics of every listener process of one ``serve`` in one place
+    (prometheus_client's multi-process mode)."""
+    directory = data_dir / "run" / "metrics"
+    if fresh and directory.exists():
+        for f in directory.iterdir():
+            f.unlink()
+    directory.mkdir(parents=True, exist_ok=True)
+    os.environ["PROMETHEUS_MULTIPROC_DIR"] = str(directory)
 
 
 # -- serve ------------------------------------------------------------------
 def cmd_serve(args: argparse.Namespace) -> int:
     import uvicorn
 
+    _share_metrics(_settings(args).data_dir, fresh=True)
     from dicom_service.ingest.scp import DicomListener
     from dicom_service.web.app import create_app
 
@@ -65,7 +84,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
             try:
                 summary = load_demo(services, listener.port)
             except Exception as exc:  # demo loading must not take the service down
-                log.error("demo data could not be loaded: %s", type(exc).__name__)
+                log.error("demo data could not be loaded (%s)", describe(exc))
                 return
             print(summary, flush=True)
 
@@ -110,6 +129,7 @@ def cmd_dicom_worker(args: argparse.Namespace) -> int:
     from dicom_service.ingest.scp import DicomListener
 
     _die_with_parent()
+    _share_metrics(_settings(args).data_dir, fresh=False)
     services = _services(args, ae_title=args.ae_title, dicom_port=args.dicom_port,
                          dicom_host=args.dicom_host)
     listener = DicomListener(services.settings, services.care, services.pipeline)
@@ -254,6 +274,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO,
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    for noisy in ("alembic", "openjpeg", "pylibjpeg", "pynetdicom"):
+        logging.getLogger(noisy).setLevel(logging.WARNING)
     func: Callable[[argparse.Namespace], int] = args.func
     try:
         return func(args)

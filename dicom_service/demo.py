@@ -5,6 +5,7 @@ loaded through the real C-STORE path (the same one a hospital PACS uses).
 from __future__ import annotations
 
 import logging
+import tempfile
 from collections import defaultdict
 from pathlib import Path
 
@@ -69,16 +70,22 @@ def send_files(files: list[Path], port: int, called_aet: str, calling_aet: str =
 
 
 def load_demo(services: Services, port: int) -> str:
-    """Seed, generate the sample set once, send it through C-STORE; return a summary."""
-    from sample_data.generate import Manifest, generate
+    """Seed, generate the sample set, send it through C-STORE; return a summary.
 
-    sample_dir = services.settings.data_dir / "demo-sample"
-    manifest_path = sample_dir / "manifest.json"
-    manifest = Manifest.load(manifest_path) if manifest_path.exists() else generate(sample_dir)
-    patients = sorted({(p["patient_id"], p.get("issuer")) for p in manifest.patients})
-    pseudonyms = seed(services, patients)
-    files = [sample_dir / f["path"] for f in manifest.files]
-    ok, failed = send_files(files, port, services.settings.ae_title)
+    The sample set (synthetic, with planted fake identifiers) is generated into
+    a temporary directory that is removed afterwards: the data directory only
+    ever holds what the service itself de-identified.
+    """
+    from sample_data.generate import generate
+
+    with tempfile.TemporaryDirectory(prefix="dicom-service-demo-") as tmp:
+        sample_dir = Path(tmp)
+        manifest = generate(sample_dir)
+        patients = list(dict.fromkeys((p["patient_id"], p.get("issuer"))
+                                      for p in manifest.patients))
+        pseudonyms = seed(services, patients)
+        files = [sample_dir / f["path"] for f in manifest.files]
+        ok, failed = send_files(files, port, services.settings.ae_title)
     s = services.settings
     return (f"demo loaded: {ok} instances stored, {failed} refused, enrolments "
             f"{', '.join(pseudonyms)}\n"

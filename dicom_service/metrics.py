@@ -12,6 +12,6 @@ INGEST_SECONDS = Histogram("dicom_service_ingest_seconds",
                            "Time from a decoded data set to a durable, indexed instance",
                            buckets=(0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.25, 1.0))
 ASSOCIATIONS_ACTIVE = Gauge("dicom_service_associations_active",
-                            "DICOM associations currently open")
+                            "DICOM associations currently open", multiprocess_mode="livesum")
 ASSOCIATIONS_REJECTED = Counter("dicom_service_associations_rejected",
                                 "Associations rejected, by reason", ["reason"])
