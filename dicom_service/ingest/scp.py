@@ -9,6 +9,7 @@ result to a named DIMSE status.
 
 from __future__ import annotations
 
+import io
 import logging
 import socket
 import ssl
@@ -41,6 +42,7 @@ from pynetdicom.transport import ThreadedAssociationServer
 from dicom_service import metrics
 from dicom_service.care.enrolment import CareService
 from dicom_service.config import Settings
+from dicom_service.dicom.parse import parse_dataset
 from dicom_service.dicom.status import STATUS_COMMENTS, StoreStatus
 from dicom_service.errors import IngestRefused, Refusal
 from dicom_service.ingest.pipeline import IngestPipeline, Sender
@@ -230,8 +232,10 @@ class DicomListener:
         if sender is None:
             return _status(StoreStatus.PEER_NOT_AUTHORISED)
         request = cast(C_STORE, event.request)
+        transfer_syntax = str(event.context.transfer_syntax)
         try:
-            ds = event.dataset
+            raw = cast(io.BytesIO, request.DataSet).getvalue()
+            ds = parse_dataset(raw, transfer_syntax)
         except Exception as exc:
             log.info("C-STORE refused: unparsable data set (%s)", describe(exc))
             metrics.INSTANCES_REFUSED.labels(reason=Refusal.UNPARSABLE_DATASET.value).inc()
@@ -242,7 +246,6 @@ class DicomListener:
             if ds.get("SOPClassUID") and ds.get("SOPInstanceUID"):
                 metrics.INSTANCES_REFUSED.labels(reason="sop-class-mismatch").inc()
                 return _status(StoreStatus.DATASET_DOES_NOT_MATCH_SOP_CLASS)
-        transfer_syntax = str(event.context.transfer_syntax)
         try:
             self.pipeline.ingest(ds, transfer_syntax, sender)
         except IngestRefused as exc:
