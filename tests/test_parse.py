@@ -76,3 +76,26 @@ def test_truncated_deflate_stream_is_refused() -> None:
     raw = _encode(_native(), DeflatedExplicitVRLittleEndian)
     with pytest.raises(TruncatedDataset):
         parse_dataset(raw[:-5], DeflatedExplicitVRLittleEndian)
+
+
+def test_part10_files_parse_strictly(tmp_path: object) -> None:
+    import io
+
+    from pydicom.dataset import FileMetaDataset
+
+    from dicom_service.dicom.parse import parse_part10
+
+    ds = _native()
+    ds.SOPClassUID = "1.2.840.10008.5.1.4.1.1.7"
+    ds.SOPInstanceUID = "1.2.3.4"
+    ds.file_meta = FileMetaDataset()
+    ds.file_meta.TransferSyntaxUID = ExplicitVRLittleEndian
+    buf = io.BytesIO()
+    ds.save_as(buf, enforce_file_format=True)
+    parsed, ts = parse_part10(buf.getvalue())
+    assert ts == ExplicitVRLittleEndian
+    assert parsed.SOPInstanceUID == "1.2.3.4"
+    with pytest.raises(TruncatedDataset):
+        parse_part10(buf.getvalue()[:-7])
+    with pytest.raises(ValueError):
+        parse_part10(b"not dicom at all" * 20)

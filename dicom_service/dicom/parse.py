@@ -8,13 +8,15 @@ truncated data set is an error, never a smaller data set.
 from __future__ import annotations
 
 import io
+import struct
 import zlib
 from typing import cast
 
 from pydicom.charset import convert_encodings
 from pydicom.dataelem import DataElement, RawDataElement, convert_raw_data_element
 from pydicom.dataset import Dataset
-from pydicom.filereader import data_element_generator
+from pydicom.errors import InvalidDicomError
+from pydicom.filereader import _read_file_meta_info, data_element_generator, read_preamble
 from pydicom.tag import BaseTag
 from pydicom.uid import UID, DeflatedExplicitVRLittleEndian
 
@@ -70,3 +72,24 @@ def parse_dataset(raw: bytes, transfer_syntax: str) -> Dataset:
         encoding = list(convert_encodings(value))
     ds.set_original_encoding(implicit, little, encoding)
     return ds
+
+
+def parse_part10(raw: bytes) -> tuple[Dataset, str]:
+    """Decode a Part-10 file (preamble, file meta, data set) as strictly as
+    :func:`parse_dataset`; return the data set and its transfer syntax UID.
+
+    Raises ``ValueError`` (or :class:`TruncatedDataset`) when it is not a
+    complete Part-10 file with a transfer syntax.
+    """
+    fp = io.BytesIO(raw)
+    try:
+        read_preamble(fp, False)
+        meta = _read_file_meta_info(fp)
+    except (InvalidDicomError, EOFError, struct.error):
+        raise ValueError("not a DICOM Part-10 file (no preamble and file meta)") from None
+    ts = meta.get("TransferSyntaxUID")
+    if not ts:
+        raise ValueError("the file meta has no transfer syntax")
+    ds = parse_dataset(raw[fp.tell():], str(ts))
+    ds.file_meta = meta
+    return ds, str(ts)
