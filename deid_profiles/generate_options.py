@@ -8,15 +8,27 @@ Usage::
     .venv/bin/python deid_profiles/generate_options.py --check   # exit 1 if stale
 
 Per column: ``K`` -> ``KEEP``. ``C`` ("clean": replace with values of similar
-meaning known not to identify) is generated only where a rule can do it:
-under the Modified Dates option, DA/DT -> ``JITTER func:date_shift`` (the
-enrolment's offset) and TM -> ``KEEP`` (a whole-day shift leaves the time of
-day as it was). Every other ``C`` keeps the Basic Profile action: cleaning
-AE titles, free text, allergies and the like needs a person or a vocabulary.
-Hence not generated at all: Retain Safe Private (needs the list of safe
-private attributes, PS3.15 Section E.3.10), Clean Descriptors, Clean
-Structured Content, Clean Graphics, Clean Pixel Data and Clean Recognizable
-Visual Features (pixel work, a later step).
+meaning known not to identify):
+
+* under the Modified Dates option, DA/DT -> ``JITTER func:date_shift`` (the
+  enrolment's offset) and TM -> ``KEEP`` (a whole-day shift leaves the time of
+  day as it was);
+* text (AE, LO, LT, SH, ST, UC, UT) -> ``REPLACE func:clean_text``: the text
+  stays minus the instance's own identifiers and identifier-like patterns
+  (``dicom_service/deidentify/clean_text.py``; an AE title with a hit becomes
+  ``ANONYMIZED``);
+* sequences -> ``REPLACE func:clean_items``: items kept, every rule applies
+  inside, text no rule names cleaned, names and dates no rule names dummied;
+* CS (coded terms) -> ``KEEP``;
+* anything else (OB: MakerNote, DeviceSettingDescription; the curve and
+  overlay pattern rows of Clean Graphics, whose Overlay Data is a bitmap
+  that only pixel work could clean) keeps the Basic Profile action.
+
+Retain Safe Private (PS3.15 Section E.3.10) keeps the private attributes of
+``SAFE_PRIVATE`` (a short list taken from the standard's Table E.3.10-1,
+numeric acquisition parameters only); every other private element is still
+removed. Clean Pixel Data and Clean Recognizable Visual Features have no
+column: pixel work (``profiles.toml`` says what each declares).
 
 The 35 rows taken from the 2026c overlay have unknown option columns
 (``options_known: false``) and keep their Basic Profile action under every
@@ -56,6 +68,42 @@ class OptionSpec:
     extra: str = ""  # lines appended after the table rows
 
 
+# PS3.15 Table E.3.10-1 "Safe Private Attributes" (a subset: numeric scale
+# factors and diffusion parameters needed to read the pixel values, which
+# hold no identifier). (group, creator, element offset, what it is).
+SAFE_PRIVATE: tuple[tuple[str, str, str, str], ...] = (
+    ("7053", "Philips PET Private Group", "00", "SUV Factor (DS)"),
+    ("7053", "Philips PET Private Group", "09", "Activity Concentration Scale Factor (DS)"),
+    ("2005", "Philips MR Imaging DD 001", "0D", "Scale Intercept (FL)"),
+    ("2005", "Philips MR Imaging DD 001", "0E", "Scale Slope (FL)"),
+    ("2001", "Philips Imaging DD 001", "03", "Diffusion B-Factor (FL)"),
+    ("2001", "Philips Imaging DD 001", "04", "Diffusion Direction (CS)"),
+    ("0019", "SIEMENS MR HEADER", "0C", "B Value (IS)"),
+    ("0019", "SIEMENS MR HEADER", "0D", "Diffusion Directionality (CS)"),
+    ("0019", "SIEMENS MR HEADER", "0E", "Diffusion Gradient Direction (FD)"),
+    ("0019", "SIEMENS MR HEADER", "27", "B Matrix (FD)"),
+    ("0019", "GEMS_ACQU_01", "23", "Table Speed (DS)"),
+    ("0019", "GEMS_ACQU_01", "27", "Rotation Speed (DS)"),
+    ("0043", "GEMS_PARM_01", "27", "Scan Pitch Ratio (SH)"),
+    ("0025", "GEMS_SERS_01", "07", "Images in Series (SL)"),
+)
+
+
+def _safe_private() -> str:
+    lines = [
+        "# PS3.15 Section E.3.10 and Table E.3.10-1 (Safe Private Attributes):\n"
+        "# kept when present with this creator; every other private element is\n"
+        "# removed (profile parameter remove_private). A private creator stays\n"
+        "# while an element of its block stays.\n"
+    ]
+    for group, creator, offset, what in SAFE_PRIVATE:
+        lines.append(f"# {what}\nKEEP ({group},\"{creator}\",{offset})\n")
+    return "".join(lines)
+
+
+TEXT_VRS = frozenset({"AE", "LO", "LT", "SH", "ST", "UC", "UT"})
+
+
 OPTIONS: dict[str, OptionSpec] = {
     "retain_uids": OptionSpec(
         "retain_uids",
@@ -67,6 +115,16 @@ OPTIONS: dict[str, OptionSpec] = {
     "retain_patient_characteristics": OptionSpec("retain_patient_characteristics"),
     "retain_longitudinal_full_dates": OptionSpec("retain_longitudinal_full_dates"),
     "retain_longitudinal_modified_dates": OptionSpec("retain_longitudinal_modified_dates"),
+    "retain_safe_private": OptionSpec("retain_safe_private", _safe_private()),
+    "clean_descriptors": OptionSpec("clean_descriptors"),
+    "clean_structured_content": OptionSpec("clean_structured_content"),
+    "clean_graphics": OptionSpec(
+        "clean_graphics",
+        "# Implied by C on Graphic Annotation Sequence: the text of its text\n"
+        "# objects is cleaned, not dummied (row (0070,0006) comes from the 2026c\n"
+        "# overlay, whose option columns are unknown).\n"
+        "REPLACE (0070,0006) func:clean_text\n",
+    ),
 }
 
 
@@ -76,11 +134,20 @@ def rule(column: str, row: dict[str, Any]) -> str | None:
     tag, vr = row["tag"], row["vr"]
     if code == "K":
         return f"KEEP {tag}"
-    if code == "C" and column == "retain_longitudinal_modified_dates":
+    if code != "C":
+        return None
+    if column == "retain_longitudinal_modified_dates":
         if vr in ("DA", "DT"):
             return f"JITTER {tag} func:date_shift"
         if vr == "TM":
             return f"KEEP {tag}"
+        return None
+    if vr in TEXT_VRS:
+        return f"REPLACE {tag} func:clean_text"
+    if vr == "SQ":
+        return f"REPLACE {tag} func:clean_items"
+    if vr == "CS":
+        return f"KEEP {tag}"
     return None
 
 
@@ -100,7 +167,8 @@ def render(name: str, table_bytes: bytes, basic: ModuleType) -> str:
         f"# Edition: {primary} table + {overlay} overlay.\n"
         "# Source: deid_profiles/reference/annex_e_table.json, sha256 "
         f"{hashlib.sha256(table_bytes).hexdigest()}\n"
-        "# K -> KEEP; C -> see generate_options.py (only dates can be cleaned by rule);\n"
+        "# K -> KEEP; C -> see generate_options.py (dates shifted, text cleaned,\n"
+        "# sequences walked and cleaned, CS kept, anything else as in basic.dicom);\n"
         "# rows without a code here keep the Basic Profile action.\n"
         "\nFORMAT dicom\n\n%header\n"
     ]
@@ -118,7 +186,10 @@ def render(name: str, table_bytes: bytes, basic: ModuleType) -> str:
         out.append("\n" + spec.extra)
         # This layer's expander would outrank the base for UI rows the option
         # does not cover: restate their Basic Profile rule here.
-        restated = [r for r in rows if r["vr"] == "UI" and r["tag"] not in kept_uis]
+        restated = [
+            r for r in rows
+            if "select:VR:UI" in spec.extra and r["vr"] == "UI" and r["tag"] not in kept_uis
+        ]
         if restated:
             out.append("# UI rows this option does not retain: their Basic Profile rule.\n")
         for row in restated:

@@ -9,7 +9,8 @@ material is ``p`` (:class:`Pseudonymiser`).
 Modules: ``recipe`` (parser of deid's recipe language), ``plan`` (rules ->
 per-tag operations), ``engine`` (the one-pass walk), ``markers`` (pseudonym and
 de-identification attributes), ``pseudonyms`` (keyed UIDs, date shifts),
-``profiles`` (``profiles.toml``), ``functions`` (``func:`` names).
+``profiles`` (``profiles.toml``), ``functions`` (``func:`` names), ``clean_text``
+(free text kept minus the instance's own identifiers: the Clean options).
 """
 
 from dicom_service.deidentify.profiles import Profile, ProfileError, ProfileSet, load_profiles

@@ -23,6 +23,7 @@ from pydicom.dataset import Dataset
 from pydicom.multival import MultiValue
 from pydicom.sequence import Sequence
 
+from dicom_service.deidentify.clean_text import TextCleaner
 from dicom_service.deidentify.plan import (
     BINARY_VRS,
     NUMERIC_VRS,
@@ -51,6 +52,8 @@ _JITTER = int(Kind.JITTER)
 _DATE_SHIFT = int(Kind.DATE_SHIFT)
 _DUMMY_ITEMS = int(Kind.DUMMY_ITEMS)
 _LOCAL_MEANING = int(Kind.LOCAL_MEANING)
+_CLEAN_TEXT = int(Kind.CLEAN_TEXT)
+_CLEAN_ITEMS = int(Kind.CLEAN_ITEMS)
 _CODING_SCHEME_DESIGNATOR = 0x00080102
 
 
@@ -185,11 +188,22 @@ def _element_op(elem: DataElement, op: Op, kind: int, p: Pseudonymiser) -> None:
             elem.value = _shift(op, text, p)
 
 
-def walk(ds: Dataset, plan: Plan, p: Pseudonymiser, dummy: bool = False) -> None:
+def walk(
+    ds: Dataset,
+    plan: Plan,
+    p: Pseudonymiser,
+    dummy: bool = False,
+    cleaner: TextCleaner | None = None,
+    clean: bool = False,
+) -> None:
     """Apply ``plan`` to ``ds`` and, recursively, to every item of every kept
     sequence. ``ds.file_meta`` is not visited (the caller decides). With
     ``dummy`` (inside a sequence under ``func:dummy_items``) elements no rule
-    names get their VR's dummy (:meth:`Plan.dummy_op`), at any depth.
+    names get their VR's dummy (:meth:`Plan.dummy_op`), at any depth; with
+    ``clean`` (inside ``func:clean_items``) their text is cleaned instead
+    (:meth:`Plan.clean_op`). ``cleaner`` holds the original instance's
+    identifiers for ``func:clean_text``; without one, text to clean is
+    removed (the safe reading).
 
     Raises:
         Exception: whatever pydicom raises for an element it cannot decode
@@ -198,7 +212,9 @@ def walk(ds: Dataset, plan: Plan, p: Pseudonymiser, dummy: bool = False) -> None
             only the exception type (``dicom_service.logsafe.describe``).
     """
     d = ds._dict
-    op_for: Callable[[int, str | None], Op] = plan.dummy_op if dummy else plan.op
+    op_for: Callable[[int, str | None], Op] = (
+        plan.clean_op if clean else plan.dummy_op if dummy else plan.op
+    )
     private_rules = plan.has_private_rules
     pending_creators: list[Any] = []
     for tag, elem in list(d.items()):
@@ -214,7 +230,7 @@ def walk(ds: Dataset, plan: Plan, p: Pseudonymiser, dummy: bool = False) -> None
                 seq = ds[tag].value
                 if seq:
                     for item in seq:
-                        walk(item, plan, p, dummy)
+                        walk(item, plan, p, dummy, cleaner, clean)
             continue
         if kind == _REMOVE:
             if private_rules and (t >> 16) & 1 and 0x10 <= (t & 0xFFFF) <= 0xFF:
@@ -230,11 +246,18 @@ def walk(ds: Dataset, plan: Plan, p: Pseudonymiser, dummy: bool = False) -> None
             if not is_local_scheme(_text(scheme)):
                 continue
             kind = _LITERAL
-        if kind == _DUMMY_ITEMS:
+        if kind == _DUMMY_ITEMS or kind == _CLEAN_ITEMS:
             seq = ds[tag].value
             if seq:
                 for item in seq:
-                    walk(item, plan, p, True)
+                    walk(item, plan, p, True, cleaner, kind == _CLEAN_ITEMS)
+            continue
+        if kind == _CLEAN_TEXT:
+            if cleaner is None:
+                del d[tag]
+                continue
+            cleaned = ds[tag]
+            cleaned.value = cleaner.clean_value(cleaned.value, op.vr)
             continue
         if (
             type(elem) is RawDataElement

@@ -45,6 +45,17 @@ class Func(Enum):
     ``99DCMSVC`` (a private scheme, PS3.16 Section 8), CodeMeaning
     ``Removed by de-identification``."""
 
+    CLEAN_TEXT = "clean_text"
+    """For Annex E action C on free text (Clean Descriptors and related
+    options): the text stays, with the original instance's known identifiers
+    and identifier-like patterns replaced by ``[removed]``
+    (``clean_text.TextCleaner``)."""
+
+    CLEAN_ITEMS = "clean_items"
+    """For a sequence under action C (Clean Structured Content, Clean Graphics,
+    Clean Descriptors): as ``dummy_items``, but text no rule names is cleaned
+    (``clean_text``) instead of dummied; names and dates still get the dummy."""
+
 
 @dataclass(frozen=True)
 class FunctionSpec:
@@ -70,4 +81,8 @@ FUNCTIONS: dict[Func, FunctionSpec] = {
     Func.DUMMY_CODE: FunctionSpec(frozenset({"REPLACE"}), frozenset({"SQ"})),
     Func.DUMMY_ITEMS: FunctionSpec(frozenset({"REPLACE"}), frozenset({"SQ"})),
     Func.LOCAL_CODE_MEANING: FunctionSpec(frozenset({"REPLACE"}), frozenset({"LO", "UC"})),
+    Func.CLEAN_TEXT: FunctionSpec(
+        frozenset({"REPLACE"}), frozenset({"AE", "LO", "LT", "SH", "ST", "UC", "UT"})
+    ),
+    Func.CLEAN_ITEMS: FunctionSpec(frozenset({"REPLACE"}), frozenset({"SQ"})),
 }

@@ -66,6 +66,8 @@ class Kind(IntEnum):
     DATE_SHIFT = 8
     DUMMY_ITEMS = 9
     LOCAL_MEANING = 10
+    CLEAN_TEXT = 11
+    CLEAN_ITEMS = 12
 
 
 _PRECEDENCE = {
@@ -82,6 +84,9 @@ NUMERIC_VRS = frozenset({"AT", "FD", "FL", "SL", "SS", "SV", "UL", "US", "UV"})
 # Padding to even length, PS3.5 Section 6.2: UI with NUL, binary with 0x00,
 # text with a space.
 _PAD_NUL = frozenset({"UI"}) | BINARY_VRS
+CLEANABLE_VRS = frozenset({"AE", "LO", "LT", "SH", "ST", "UC", "UT"})
+"""Text VRs that ``func:clean_text`` cleans (and, inside ``func:clean_items``,
+the VRs of elements no rule names that are cleaned instead of dummied)."""
 
 
 def effective_vr(tag: int, vr: str | None) -> str:
@@ -195,6 +200,12 @@ def _op_for(rule: HeaderRule, source: str, raw_vr: str | None, vr: str) -> Op:
             return Op(Kind.DUMMY_CODE, raw_vr, vr, rule=where) if vr == "SQ" else removed
         if func is Func.DUMMY_ITEMS:
             return Op(Kind.DUMMY_ITEMS, raw_vr, vr, rule=where) if vr == "SQ" else removed
+        if func is Func.CLEAN_TEXT:
+            if vr not in CLEANABLE_VRS:
+                return removed
+            return Op(Kind.CLEAN_TEXT, raw_vr, vr, rule=where)
+        if func is Func.CLEAN_ITEMS:
+            return Op(Kind.CLEAN_ITEMS, raw_vr, vr, rule=where) if vr == "SQ" else removed
         if func is Func.LOCAL_CODE_MEANING:
             if vr not in FUNCTIONS[Func.LOCAL_CODE_MEANING].vrs:
                 return removed
@@ -304,6 +315,13 @@ class Plan:
         self.has_private_rules = any(
             isinstance(r.field, PrivateField) for layer in self._layers for r in layer.others
         ) or any((tag >> 16) & 1 for layer in self._layers for tag in layer.exact)
+        self.cleans = any(
+            isinstance(r.value, FuncValue) and r.value.func in (Func.CLEAN_TEXT, Func.CLEAN_ITEMS)
+            for layer in self._layers
+            for r in (*layer.exact.values(), *layer.others)
+        )
+        """Whether any rule cleans text: the engine then collects the
+        original's identifiers before the walk (``clean_text.TextCleaner``)."""
         self._cache: dict[int, Op] = {}
         self._dummy_cache: dict[int, Op] = {}
         self._private_cache: dict[tuple[int, str | None, str | None], Op] = {}
@@ -385,6 +403,17 @@ class Plan:
             self._dummy_cache.clear()
         self._dummy_cache[tag] = dummy
         return dummy
+
+    def clean_op(self, tag: int, raw_vr: str | None) -> Op:
+        """:meth:`op` inside the items of a sequence under ``func:clean_items``:
+        as :meth:`dummy_op`, except that text no rule names (VRs in
+        ``CLEANABLE_VRS``) and local code meanings are cleaned, not dummied."""
+        op = self.op(tag, raw_vr)
+        if op.kind == Kind.LOCAL_MEANING or (
+            op.kind == Kind.KEEP and op.default and op.vr in CLEANABLE_VRS
+        ):
+            return Op(Kind.CLEAN_TEXT, raw_vr, op.vr, rule="clean_items", default=True)
+        return self.dummy_op(tag, raw_vr)
 
     def private_op(self, tag: int, raw_vr: str | None, creator: str | None) -> Op:
         """The cached operation for a private data element of ``creator``."""

@@ -42,8 +42,17 @@ from typing import Any
 from pydicom.dataset import Dataset
 
 from dicom_service import __version__ as _package_version
+from dicom_service.deidentify.clean_text import TextCleaner
 from dicom_service.deidentify.engine import apply_adds, walk
 from dicom_service.deidentify.markers import Marks, mark
+from dicom_service.deidentify.pixels import (
+    CLEAN_PIXEL_DATA_CODE,
+    PIXEL_ENGINE_REVISION,
+    PixelReport,
+    PixelRules,
+    clean_pixels,
+    compile_pixel_rules,
+)
 from dicom_service.deidentify.plan import Plan, compile_plan
 from dicom_service.deidentify.pseudonyms import Pseudonymiser
 from dicom_service.deidentify.recipe import Recipe, load_recipe
@@ -58,6 +67,7 @@ ENGINE_REVISION = "1"
 identifies what was done, not only the recipe text."""
 
 BASIC_CODE = ("113100", "Basic Application Confidentiality Profile")
+_PIXEL_DATA = 0x7FE00010
 _LONGITUDINAL = ("REMOVED", "MODIFIED", "UNMODIFIED")
 _NAME_RE = re.compile(r"^[a-z][a-z0-9_-]{0,31}$")
 _VERSION_RE = re.compile(r"^[0-9A-Za-z.+-]{1,16}$")
@@ -65,6 +75,7 @@ _CODE_RE = re.compile(r"^1131(0[1-9]|1[0-2])$")  # CID 7050 options: 113101..113
 _PROFILE_KEYS = {"version", "description", "recipes", "options", "parameters"}
 _OPTION_KEYS = {
     "recipe", "code", "meaning", "longitudinal_temporal_information_modified", "excludes",
+    "implemented",
 }
 _PARAMETERS: dict[str, type] = {
     "longitudinal_temporal_information_modified": str,
@@ -117,6 +128,7 @@ class Profile:
     options: tuple[Option, ...] = ()
     _plan: Plan | None = field(default=None, repr=False, compare=False)
     _marks: Marks | None = field(default=None, repr=False, compare=False)
+    _pixels: PixelRules | None = field(default=None, repr=False, compare=False)
 
     @property
     def marks(self) -> Marks:
@@ -124,7 +136,7 @@ class Profile:
             raise RuntimeError("profile was not compiled")
         return self._marks
 
-    def apply(self, ds: Dataset, p: Pseudonymiser) -> None:
+    def apply(self, ds: Dataset, p: Pseudonymiser) -> PixelReport | None:
         """De-identify ``ds`` in place for the enrolment of ``p``.
 
         One pass over the dataset and, recursively, every sequence item, then
@@ -135,20 +147,41 @@ class Profile:
         InformationModified, contributing equipment, and
         MediaStorageSOPInstanceUID = SOPInstanceUID.
 
+        With the Clean Pixel Data option (code 113101) the profile's
+        ``%filter`` rules are evaluated on the header as received, and the
+        burned-in text is blanked after the header rules
+        (:func:`dicom_service.deidentify.pixels.clean_pixels`); the pixel
+        report is returned (``None`` without the option). If the cleaned
+        pixels had to change transfer syntax, ``ds.file_meta.
+        TransferSyntaxUID`` names the new one: the caller must write the
+        dataset in that syntax.
+
         Raises:
             Exception: what pydicom raises for a value it cannot decode. The
                 dataset is then partly changed and must be discarded; messages
                 may quote values, so report only the type.
+            PixelCleaningError: the pixels need cleaning but cannot be cleaned.
         """
         plan = self._plan
         if plan is None:  # pragma: no cover - load_profiles always sets it
             raise RuntimeError("profile was not compiled")
-        walk(ds, plan, p)
+        # Clean options keep text minus what the ORIGINAL says identifies:
+        # collected before any rule changes the dataset.
+        cleaner = TextCleaner.from_dataset(ds) if plan.cleans else None
+        pixels = self._pixels
+        decision = None
+        if pixels is not None and _PIXEL_DATA in ds:
+            decision = pixels.decide(ds)  # on the header as received
+        walk(ds, plan, p, cleaner=cleaner)
         meta = getattr(ds, "file_meta", None)
         if meta is not None:
             walk(meta, plan, p)
         apply_adds(ds, plan, p)
+        report = None
+        if pixels is not None:
+            report = clean_pixels(ds, pixels, decision=decision)
         mark(ds, p, self.marks)
+        return report
 
 
 class ProfileSet:
@@ -281,6 +314,18 @@ class _Loader:
             raise self.error(
                 f"option {name!r}: excludes must be a list of names", table, "excludes"
             )
+        implemented = spec.get("implemented", True)
+        if not isinstance(implemented, bool):
+            raise self.error(
+                f"option {name!r}: implemented must be true or false", table, "implemented"
+            )
+        if not implemented and used_in != table:
+            # declared so that it is known, but its code would claim work
+            # this software does not do (e.g. no face removal for 113102)
+            raise self.error(
+                f"option {name!r} is declared but not implemented: "
+                "a profile cannot claim it", used_in, "options",
+            )
         label, recipe = self.recipe(spec["recipe"], table, "recipe")
         option = Option(
             name, label, spec["code"], spec["meaning"], longitudinal, tuple(excludes)
@@ -372,13 +417,18 @@ class _Loader:
             "contributing_equipment": contributing,
             "remove_private": remove_private,
         }
-        digest = _hash({
+        cleans_pixels = any(o.code == CLEAN_PIXEL_DATA_CODE[0] for o in options)
+        hashed: dict[str, Any] = {
             "engine": ENGINE_REVISION,
             "recipes": [[label, r.text] for label, r in zip(labels, layers, strict=True)],
             "options": [[o.name, o.code, o.meaning] for o in options],
             "parameters": resolved,
-        })
+        }
+        if cleans_pixels:  # text detection thresholds are part of what was done
+            hashed["pixels"] = PIXEL_ENGINE_REVISION
+        digest = _hash(hashed)
         plan = compile_plan(layers, remove_private=remove_private)
+        pixels = compile_pixel_rules(layers) if cleans_pixels else None
         codes = (BASIC_CODE, *((o.code, o.meaning) for o in options))
         marks = Marks(
             method=(f"dicom_service profile {name} v{version}", f"sha256 {digest[:16]}"),
@@ -390,6 +440,7 @@ class _Loader:
         return Profile(
             name=name, version=version, sha256=digest, description=description,
             recipes=tuple(labels), options=tuple(options), _plan=plan, _marks=marks,
+            _pixels=pixels,
         )
 
     def load(self) -> ProfileSet:
@@ -408,6 +459,8 @@ class _Loader:
         for name in options_data:  # unused options are checked too: fail at start-up
             _, recipe = self.option(data, name, f"options.{name}")
             compile_plan([recipe])
+            if options_data[name].get("code") == CLEAN_PIXEL_DATA_CODE[0]:
+                compile_pixel_rules([recipe])
         active = data.get("active")
         if not isinstance(active, str) or active not in profiles:
             raise self.error("active must name a profile defined in this file", "", "active")

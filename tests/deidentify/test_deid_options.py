@@ -211,3 +211,71 @@ def test_date_options_exclude_each_other(tmp_path: Path) -> None:
         profile_with(
             tmp_path, "retain_longitudinal_full_dates", "retain_longitudinal_modified_dates"
         )
+
+
+# ---------------------------------------------------------------------------
+# Clean Descriptors / Structured Content: the text cleaner (clean_text.py)
+
+
+def cleaner() -> Any:
+    from dicom_service.deidentify.clean_text import TextCleaner
+
+    ds = Dataset()
+    ds.SpecificCharacterSet = "ISO_IR 192"
+    ds.PatientName = "Ødegård^Åsa"
+    ds.PatientID = "NO-ODG-5581"
+    ds.OtherPatientNames = "Παπαδοπούλου^Ελευθερία"
+    ds.ReferringPhysicianName = "Müller-Lüdenscheidt^Jürgen^^Dr. med."
+    ds.AccessionNumber = "ACC-31415"
+    ds.PatientAddress = "Fjordveien 42, 9999 Fjordvik"
+    ds.PatientTelephoneNumbers = "+44 161 496 0999"
+    ds.RequestAttributesSequence = Sequence([Dataset()])
+    ds.RequestAttributesSequence[0].ScheduledPerformingPhysicianName = "Kühnemund^Götz"
+    return TextCleaner.from_dataset(ds)
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ("UL abdomen - Åsa Ødegård (NO-ODG-5581)", "UL abdomen - [removed] ([removed])"),
+        ("ODEGARD, ASA", "[removed], [removed]"),
+        ("patient oedegaard", "patient [removed]"),
+        ("ref NOODG5581 / no odg 5581", "ref [removed] / [removed]"),
+        ("Ασθενής: ΠΑΠΑΔΟΠΟΥΛΟΥ", "Ασθενής: [removed]"),
+        # a capitalised word before a lone family name goes too (a relative's
+        # first name), even when it is not a name: documented over-removal
+        ("Patient Ødegård", "[removed]"),
+        ("seen by Dr Muller-Ludenscheidt", "seen by [removed]"),
+        ("MTRA Götz Kuehnemund", "MTRA [removed]"),
+        ("brother Eirik Ødegård also affected", "brother [removed] also affected"),
+        ("Dr House and Prof. Jane Q. Public", "[removed] and [removed]"),
+        ("call +1-202-555-0147 or 0161 496 0999", "call [removed] or [removed]"),
+        ("mail jane.doe@example.org", "mail [removed]"),
+        (
+            "born 29.02.1988, seen 1988-02-29 and 02/29/1988",
+            "born [removed], seen [removed] and [removed]",
+        ),
+        ("seen 5 September 2024, 20240905", "seen [removed], [removed]"),
+        ("lives at Fjordveien 42", "lives at [removed]"),
+        ("acc ACC-31415", "acc [removed]"),
+        ("CT thorax 2.5 mm, 120 kV, W 400 L 40", "CT thorax 2.5 mm, 120 kV, W 400 L 40"),
+        ("T2 TSE tra 3.0 x 3.0 x 5.0", "T2 TSE tra 3.0 x 3.0 x 5.0"),
+        # capitals that are modalities or diagnoses, not titles
+        ("MR Knee Left, DR Chest PA", "MR Knee Left, DR Chest PA"),
+        ("SR Panel Report", "SR Panel Report"),
+        ("MS Lesion Follow-up", "MS Lesion Follow-up"),
+        ("HERR Kühnemund", "[removed]"),
+        ("", ""),
+    ],
+)
+def test_clean_text(text: str, expected: str) -> None:
+    assert cleaner().clean(text) == expected
+
+
+def test_clean_value_fits_the_vr() -> None:
+    c = cleaner()
+    assert c.clean_value("Ødegård", "AE") == "ANONYMIZED"
+    assert c.clean_value("ok", "SH") == "ok"
+    assert len(str(c.clean_value("x" * 60 + " Ødegård", "LO"))) <= 64
+    assert c.clean_value(["Ødegård", "fine"], "LO") == ["[removed]", "fine"]
+    assert "Ødegård" not in repr(c)

@@ -44,11 +44,11 @@ def write(directory: Path, toml: str, **recipes: str) -> Path:
 def test_repository_profiles_load() -> None:
     profiles = load_profiles(PROFILES)
     assert isinstance(profiles, ProfileSet)
-    assert profiles.names() == ["basic"]
-    basic = profiles.active
+    assert profiles.names() == ["basic", "basic-pixels", "default"]
+    assert profiles.active is profiles.get("default")
+    basic = profiles.get("basic")
     assert (basic.name, basic.version) == ("basic", "1")
     assert len(basic.sha256) == 64 and int(basic.sha256, 16) >= 0
-    assert profiles.get("basic") is basic
     with pytest.raises(KeyError, match="no profile named 'nope'"):
         profiles.get("nope")
 
