@@ -18,6 +18,7 @@ from dicom_service.db.session import Database
 from dicom_service.deidentify import Profile, ProfileSet, load_profiles
 from dicom_service.errors import ConfigError
 from dicom_service.ingest.pipeline import IngestPipeline
+from dicom_service.profiles_admin.activation import ActiveProfile
 from dicom_service.storage.filesystem import FilesystemStore
 
 log = logging.getLogger(__name__)
@@ -37,12 +38,20 @@ class Services:
     care: CareService
     profiles: ProfileSet
     pipeline: IngestPipeline
+    active: ActiveProfile
 
     def active_profile(self) -> Profile:
-        return self.profiles.active
+        """The profile new instances get: the newest activation, else
+        ``profiles.toml``'s ``active``; cheap (see ``profiles_admin.activation``)."""
+        return self.active.get()
+
+    def check_active_profile(self) -> Profile:
+        """For start-up: raise ConfigError when the newest activation does not
+        match the profiles on disk."""
+        return self.active.check()
 
     def profile_label(self) -> str:
-        p = self.profiles.active
+        p = self.active_profile()
         return f"{p.name} v{p.version}"
 
     def close(self) -> None:
@@ -71,6 +80,7 @@ def build_services(settings: Settings, *, recover: bool = False) -> Services:
     holder: list[Services] = []
     pipeline = IngestPipeline(db, store, care, lambda: holder[0].active_profile())
     services = Services(settings=settings, db=db, store=store, care=care, profiles=profiles,
-                        pipeline=pipeline)
+                        pipeline=pipeline,
+                        active=ActiveProfile(db, settings.profiles_dir, profiles))
     holder.append(services)
     return services

@@ -11,6 +11,7 @@ import argparse
 import ctypes
 import logging
 import os
+import select
 import signal
 import subprocess
 import sys
@@ -20,6 +21,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from dicom_service.config import Settings
+from dicom_service.deidentify import ProfileError, RecipeError
 from dicom_service.errors import ConfigError, Conflict, NotFound
 from dicom_service.logsafe import describe
 
@@ -64,6 +66,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
     services = _services(args, recover=True, ae_title=args.ae_title,
                          dicom_port=args.dicom_port, http_port=args.http_port,
                          dicom_host=args.dicom_host, http_host=args.http_host)
+    services.check_active_profile()  # an activation that no longer matches the disk
     settings = services.settings
     workers = args.dicom_workers if args.dicom_workers is not None else default_workers()
     if settings.dicom_port == 0:
@@ -71,6 +74,10 @@ def cmd_serve(args: argparse.Namespace) -> int:
     listener = DicomListener(settings, services.care, services.pipeline)
     listener.start(reuse_port=workers > 1)
     children = [_spawn_worker(args, settings) for _ in range(workers - 1)]
+    # /health answers only once every listener process accepts associations:
+    # a sender that connects right away is then spread over all of them
+    for child in children:
+        _wait_ready(child)
     app = create_app(services)
     config = uvicorn.Config(app, host=settings.http_host, port=settings.http_port,
                             log_level="warning", access_log=False, lifespan="off")
@@ -121,7 +128,18 @@ def _spawn_worker(args: argparse.Namespace, settings: Settings) -> subprocess.Po
             "--dicom-host", settings.dicom_host, "--dicom-port", str(settings.dicom_port)]
     if args.verbose:
         argv.insert(3, "--verbose")
-    return subprocess.Popen(argv, stdin=subprocess.DEVNULL)
+    return subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE)
+
+
+def _wait_ready(child: subprocess.Popen[bytes], timeout: float = 120.0) -> None:
+    """Wait for a listener process's "ready" line; a process that fails is logged."""
+    if child.stdout is None:  # pragma: no cover - _spawn_worker always pipes it
+        return
+    ready, _, _ = select.select([child.stdout], [], [], timeout)
+    line = child.stdout.readline() if ready else b""
+    child.stdout.close()
+    if line.strip() != b"ready":
+        log.error("a DICOM listener process did not start (exit status %s)", child.poll())
 
 
 def cmd_dicom_worker(args: argparse.Namespace) -> int:
@@ -132,8 +150,10 @@ def cmd_dicom_worker(args: argparse.Namespace) -> int:
     _share_metrics(_settings(args).data_dir, fresh=False)
     services = _services(args, ae_title=args.ae_title, dicom_port=args.dicom_port,
                          dicom_host=args.dicom_host)
+    services.check_active_profile()
     listener = DicomListener(services.settings, services.care, services.pipeline)
     listener.start(reuse_port=True)
+    print("ready", flush=True)  # to serve, through the pipe it reads
     stop = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: stop.set())
     signal.signal(signal.SIGINT, lambda *_: stop.set())
@@ -266,6 +286,14 @@ def build_parser() -> argparse.ArgumentParser:
                                   help="withdraw consent for care and erase the images")
     withdraw.add_argument("pseudonym")
     withdraw.set_defaults(func=cmd_consent_withdraw)
+
+    from dicom_service import cli_tokens
+
+    cli_tokens.add_commands(sub, common)
+
+    from dicom_service import cli_profiles
+
+    cli_profiles.add_commands(sub, common)
     return parser
 
 
@@ -279,7 +307,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     func: Callable[[argparse.Namespace], int] = args.func
     try:
         return func(args)
-    except (ConfigError, NotFound, Conflict, ValueError) as exc:
+    except (ConfigError, NotFound, Conflict, ValueError, ProfileError, RecipeError) as exc:
         print(f"dicom-service: {exc}", file=sys.stderr)
         return 2
 

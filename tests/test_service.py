@@ -22,7 +22,7 @@ from pynetdicom.sop_class import Verification  # type: ignore[attr-defined]
 from dicom_service.config import Settings
 from dicom_service.errors import ConfigError
 from tests.conftest import CENTRE, PEER
-from tests.support.peers import free_port, start_process, stop_process
+from tests.support.peers import echoscu, free_port, start_process, stop_process
 from tests.support.service import ServiceProcess
 
 
@@ -144,9 +144,6 @@ def test_tls_listener(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
         status = assoc.send_c_echo()
         assert int(status.Status) == 0
         assoc.release()
-        # a plain-TCP peer gets no association
-        plain = AE(ae_title=PEER)
-        plain.add_requested_context(Verification, ExplicitVRLittleEndian)
-        plain.acse_timeout = plain.network_timeout = 5
-        assert not plain.associate("127.0.0.1", svc.dicom_port,
-                                   ae_title=svc.ae_title).is_established
+        # a plain-TCP peer (DCMTK without TLS) gets no association
+        plain = echoscu("127.0.0.1", svc.dicom_port, svc.ae_title, PEER, timeout=5)
+        assert plain.returncode != 0

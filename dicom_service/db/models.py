@@ -77,6 +77,16 @@ class Study(Base):
     study_date: Mapped[str | None] = mapped_column(String(8), nullable=True)
     study_time: Mapped[str | None] = mapped_column(String(16), nullable=True)
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+    # study-level attributes of the de-identified data (first instance wins),
+    # for QIDO-RS (PS3.18 Table 10.6.3-3); migration 0003
+    patient_name: Mapped[str | None] = mapped_column(String(64), nullable=True)
+    patient_id: Mapped[str | None] = mapped_column(String(64), nullable=True)
+    patient_birth_date: Mapped[str | None] = mapped_column(String(8), nullable=True)
+    patient_sex: Mapped[str | None] = mapped_column(String(16), nullable=True)
+    accession_number: Mapped[str | None] = mapped_column(String(64), nullable=True)
+    study_id: Mapped[str | None] = mapped_column(String(16), nullable=True)
+    study_description: Mapped[str | None] = mapped_column(String(64), nullable=True)
+    referring_physician_name: Mapped[str | None] = mapped_column(String(64), nullable=True)
 
 
 class Series(Base):
@@ -85,6 +95,12 @@ class Series(Base):
     study_uid: Mapped[str] = mapped_column(ForeignKey("studies.study_uid"), index=True)
     modality: Mapped[str | None] = mapped_column(String(16), nullable=True)
     series_number: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    # series-level attributes for QIDO-RS (PS3.18 Table 10.6.3-4); migration 0003
+    series_description: Mapped[str | None] = mapped_column(String(64), nullable=True)
+    series_date: Mapped[str | None] = mapped_column(String(8), nullable=True)
+    series_time: Mapped[str | None] = mapped_column(String(16), nullable=True)
+    pps_start_date: Mapped[str | None] = mapped_column(String(8), nullable=True)
+    pps_start_time: Mapped[str | None] = mapped_column(String(16), nullable=True)
 
 
 class Instance(Base):

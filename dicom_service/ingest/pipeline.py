@@ -30,6 +30,7 @@ from dicom_service.db.session import Database
 from dicom_service.deidentify import Profile
 from dicom_service.dicom.uids import InvalidUID, validate_uid
 from dicom_service.errors import IngestRefused, Refusal
+from dicom_service.ingest.metadata import InstanceFacts, describe_instance
 from dicom_service.logsafe import describe
 from dicom_service.storage.base import InstanceKey, InstanceStore
 
@@ -152,10 +153,19 @@ class IngestPipeline:
         profile = self.active_profile()
         pseudonymiser = self.care.pseudonymiser(enrolment)
         try:
+            # The dataset states its transfer syntax in its file meta: pixel
+            # cleaning (Clean Pixel Data option) decodes by it and, when it
+            # re-encodes the pixels in another syntax, updates it; the file
+            # is written and indexed in the syntax it names afterwards.
+            if getattr(ds, "file_meta", None) is None:
+                ds.file_meta = FileMetaDataset()
+            ds.file_meta.TransferSyntaxUID = UID(transfer_syntax)
             profile.apply(ds, pseudonymiser)
+            transfer_syntax = str(ds.file_meta.TransferSyntaxUID)
             key = InstanceKey(str(ds.StudyInstanceUID), str(ds.SeriesInstanceUID),
                               str(ds.SOPInstanceUID))
             data = self._encode(ds, transfer_syntax)
+            facts = describe_instance(ds, data, transfer_syntax, key)
         except Exception as exc:
             log.warning("de-identification failed (%s)", describe(exc))
             raise IngestRefused(Refusal.DEIDENTIFICATION_FAILED,
@@ -171,7 +181,7 @@ class IngestPipeline:
         sop_class = str(ds.SOPClassUID)
         try:
             self._index(ds, key, enrolment.id, sop_class, transfer_syntax, stored.location,
-                        stored.size, profile, sender)
+                        stored.size, profile, sender, facts)
         except _ConsentGone:
             if not stored.replaced:
                 self.store.delete(key)
@@ -204,7 +214,7 @@ class IngestPipeline:
 
     def _index(self, ds: Dataset, key: InstanceKey, enrolment_id: int, sop_class: str,
                transfer_syntax: str, location: str, size: int, profile: Profile,
-               sender: Sender) -> None:
+               sender: Sender, facts: InstanceFacts) -> None:
         """Index and audit the instance in one transaction.
 
         The transaction first touches the enrolment row where consent for care is
@@ -215,7 +225,7 @@ class IngestPipeline:
         """
         st = self._statements
         now = utcnow()
-        with self.db.engine.begin() as conn:
+        with self.db.write_lock(), self.db.engine.begin() as conn:
             touched = conn.execute(st.touch_enrolment, {"b_id": enrolment_id, "b_now": now})
             if not touched.rowcount:
                 raise _ConsentGone
@@ -223,18 +233,24 @@ class IngestPipeline:
                 conn.execute(st.insert_study, {
                     "study_uid": key.study_uid, "enrolment_id": enrolment_id,
                     "study_date": _text(ds.get("StudyDate")),
-                    "study_time": _text(ds.get("StudyTime")), "created_at": now})
+                    "study_time": _text(ds.get("StudyTime")), "created_at": now,
+                    **_study_attributes(ds)})
                 conn.execute(st.insert_series, {
                     "series_uid": key.series_uid, "study_uid": key.study_uid,
                     "modality": _text(ds.get("Modality")),
-                    "series_number": _int_or_none(ds.get("SeriesNumber"))})
+                    "series_number": _int_or_none(ds.get("SeriesNumber")),
+                    **_series_attributes(ds)})
             new = conn.execute(st.insert_instance, {
                 "sop_uid": key.sop_uid, "series_uid": key.series_uid,
                 "study_uid": key.study_uid, "enrolment_id": enrolment_id,
                 "sop_class_uid": sop_class, "transfer_syntax_uid": transfer_syntax,
                 "instance_number": _int_or_none(ds.get("InstanceNumber")), "path": location,
                 "size": size, "profile_name": profile.name, "profile_version": profile.version,
-                "profile_sha256": profile.sha256, "received_at": now}).rowcount
+                "profile_sha256": profile.sha256, "received_at": now,
+                "metadata_json": facts.metadata_json,
+                "number_of_frames": facts.number_of_frames,
+                "pixel_data_offset": facts.pixel_data_offset,
+                "pixel_data_length": facts.pixel_data_length}).rowcount
             conn.execute(st.insert_audit, {
                 "at": now, "actor": sender.actor,
                 "action": "instance.store" if new else "instance.resend",
@@ -249,5 +265,29 @@ class _ConsentGone(Exception):
     """Consent for care was withdrawn while the instance was being stored."""
 
 
-def _text(value: Any) -> str | None:
-    return str(value) if value not in (None, "") else None
+def _text(value: Any, limit: int = 64) -> str | None:
+    return str(value)[:limit] if value not in (None, "") else None
+
+
+def _study_attributes(ds: Dataset) -> dict[str, str | None]:
+    """Study-level attributes of the de-identified data set, for QIDO-RS."""
+    return {
+        "patient_name": _text(ds.get("PatientName")), "patient_id": _text(ds.get("PatientID")),
+        "patient_birth_date": _text(ds.get("PatientBirthDate"), 8),
+        "patient_sex": _text(ds.get("PatientSex"), 16),
+        "accession_number": _text(ds.get("AccessionNumber")),
+        "study_id": _text(ds.get("StudyID"), 16),
+        "study_description": _text(ds.get("StudyDescription")),
+        "referring_physician_name": _text(ds.get("ReferringPhysicianName")),
+    }
+
+
+def _series_attributes(ds: Dataset) -> dict[str, str | None]:
+    """Series-level attributes of the de-identified data set, for QIDO-RS."""
+    return {
+        "series_description": _text(ds.get("SeriesDescription")),
+        "series_date": _text(ds.get("SeriesDate"), 8),
+        "series_time": _text(ds.get("SeriesTime"), 16),
+        "pps_start_date": _text(ds.get("PerformedProcedureStepStartDate"), 8),
+        "pps_start_time": _text(ds.get("PerformedProcedureStepStartTime"), 16),
+    }

@@ -78,7 +78,7 @@ REFUSAL_STATUS: dict[Refusal, StoreStatus] = {
     Refusal.OUT_OF_RESOURCES: StoreStatus.OUT_OF_RESOURCES,
 }
 
-DUL_LOOP_DELAY = 0.0002
+DUL_LOOP_DELAY = 0.0005
 
 # A-ASSOCIATE-RJ: rejected-permanent, service-user, calling AE title not recognised
 _REJECT_CALLING_AE = (0x01, 0x01, 0x03)

@@ -6,10 +6,17 @@ import os
 
 from fastapi import FastAPI, Response
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest, multiprocess
+from starlette.middleware.gzip import GZipMiddleware
 
 from dicom_service import __version__
 from dicom_service.app import Services
-from dicom_service.web import admin, problems
+from dicom_service.web import admin, problems, profiles
+from dicom_service.web.dicomweb import build_routers as dicomweb_routers
+
+# JSON (QIDO-RS, metadata) is gzipped for clients that accept it; images and
+# DICOM are not (already compressed, or too large to be worth the CPU)
+_NO_GZIP = ("text/event-stream", "multipart/related", "application/dicom",
+            "application/octet-stream", "image/jpeg", "image/png", "image/gif")
 
 
 def create_app(services: Services) -> FastAPI:
@@ -17,6 +24,10 @@ def create_app(services: Services) -> FastAPI:
     app.state.services = services
     problems.install(app)
     app.include_router(admin.router)
+    app.include_router(profiles.router)
+    for router in dicomweb_routers():
+        app.include_router(router)
+    app.add_middleware(GZipMiddleware, minimum_size=1024, exclude_content_types=_NO_GZIP)
 
     @app.get("/health", tags=["operations"])
     def health() -> dict[str, str]:

@@ -83,9 +83,10 @@ class ServiceProcess:
             self.proc = None
 
     def kill(self) -> None:
-        """SIGKILL: no clean-up of any kind runs in the server."""
+        """SIGKILL to every process of the server (serve and its listener
+        processes, one process group): no clean-up of any kind runs."""
         if self.proc is not None:
-            self.proc.send_signal(signal.SIGKILL)
+            os.killpg(self.proc.pid, signal.SIGKILL)
             self.proc.wait(timeout=30)
             self.proc = None
 

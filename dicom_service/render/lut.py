@@ -1,0 +1,170 @@
+"""Grey-scale and colour transforms to 8-bit display values.
+
+Grey-scale pipeline (PS3.3 Section C.11, PS3.4 Annex N): stored value ->
+Modality LUT (Rescale Slope/Intercept, or the Modality LUT Sequence) -> VOI LUT
+(a window with LINEAR, LINEAR_EXACT or SIGMOID, PS3.3 Section C.11.2.1.2, or
+the VOI LUT Sequence) -> 0..255, inverted for MONOCHROME1.
+
+For integer data up to 16 bits the whole pipeline is folded into one lookup
+table over every possible container value (the masking to Bits Stored and the
+sign extension are folded in too), so a frame costs one vectorised ``take``.
+Tables are cached by the parameters that define them.
+"""
+
+from __future__ import annotations
+
+from functools import lru_cache
+from typing import Any
+
+import numpy as np
+
+from dicom_service.render.decode import ImageHeader, Lut
+from dicom_service.render.params import VoiFunction, Window
+
+FloatArray = np.ndarray[Any, np.dtype[np.float64]]
+ByteArray = np.ndarray[Any, np.dtype[np.uint8]]
+
+
+def window_to_8bit(values: FloatArray, window: Window) -> FloatArray:
+    """Apply a window to modality values; output in [0, 255] (not rounded).
+
+    PS3.3 Section C.11.2.1.2.1 (LINEAR), C.11.2.1.3.2 (LINEAR_EXACT) and
+    C.11.2.1.3.1 (SIGMOID), with y_min = 0 and y_max = 255.
+    """
+    c, w = window.center, window.width
+    if window.function is VoiFunction.SIGMOID:
+        with np.errstate(over="ignore"):  # exp -> inf gives y = 0, which is right
+            sigmoid: FloatArray = 255.0 / (1.0 + np.exp(-4.0 * (values - c) / w))
+        return sigmoid
+    if window.function is VoiFunction.LINEAR_EXACT:
+        y = ((values - c) / w + 0.5) * 255.0
+        lo, hi = c - w / 2.0, c + w / 2.0
+    else:
+        y = ((values - (c - 0.5)) / (w - 1.0) + 0.5) * 255.0 if w > 1.0 else values * 0.0
+        lo, hi = c - 0.5 - (w - 1.0) / 2.0, c - 0.5 + (w - 1.0) / 2.0
+    y = np.where(values <= lo, 0.0, np.where(values > hi, 255.0, y))
+    return np.clip(y, 0.0, 255.0)
+
+
+def _stored_values(container: np.ndarray[Any, Any], bits_stored: int,
+                   signed: bool) -> np.ndarray[Any, np.dtype[np.int64]]:
+    """Container values (unsigned) -> stored values: mask to Bits Stored, then
+    sign-extend when Pixel Representation is 1 (PS3.5 Section 8.1.1)."""
+    mask = (1 << bits_stored) - 1
+    stored = container.astype(np.int64) & mask
+    if signed:
+        sign = 1 << (bits_stored - 1)
+        stored = np.where(stored & sign, stored - (1 << bits_stored), stored)
+    return stored
+
+
+def _modality(stored: np.ndarray[Any, Any], slope: float, intercept: float,
+              modality_lut: Lut | None) -> FloatArray:
+    if modality_lut is not None:
+        return modality_lut.apply(stored)
+    result: FloatArray = stored.astype(np.float64) * slope + intercept
+    return result
+
+
+def _voi(values: FloatArray, window: Window | None, voi_lut: Lut | None) -> FloatArray:
+    if window is not None:
+        return window_to_8bit(values, window)
+    if voi_lut is not None:
+        top = float((1 << voi_lut.bits) - 1) if voi_lut.bits > 0 else float(voi_lut.data.max())
+        return np.clip(voi_lut.apply(values) * (255.0 / max(top, 1.0)), 0.0, 255.0)
+    raise ValueError("no VOI transform")  # pragma: no cover - callers resolve one
+
+
+def _finish(y: FloatArray, invert: bool) -> ByteArray:
+    out = np.rint(y).astype(np.uint8)
+    return (255 - out).astype(np.uint8) if invert else out
+
+
+@lru_cache(maxsize=128)
+def _cached_table(itemsize: int, bits_stored: int, signed: bool, slope: float,
+                  intercept: float, window: Window, invert: bool) -> ByteArray:
+    container = np.arange(1 << (8 * itemsize), dtype=np.int64)
+    values = _modality(_stored_values(container, bits_stored, signed), slope, intercept, None)
+    table = _finish(window_to_8bit(values, window), invert)
+    table.setflags(write=False)
+    return table
+
+
+def full_range_window(header: ImageHeader, frame: np.ndarray[Any, Any]) -> Window:
+    """The window spanning the frame's modality values (no stored window or VOI LUT)."""
+    bits = min(header.bits_stored, 8 * frame.dtype.itemsize)
+    if frame.dtype.kind in "iu":
+        container = frame.view(f"u{frame.dtype.itemsize}")
+        lo_hi = _stored_values(np.array([container.min(), container.max()]), bits, header.signed)
+        if header.signed:  # the extremes of signed values are not those of the containers
+            stored = _stored_values(container, bits, header.signed)
+            lo_hi = np.array([stored.min(), stored.max()])
+        if header.modality_lut is not None:
+            mapped = header.modality_lut.apply(np.arange(lo_hi[0], lo_hi[1] + 1))
+        else:
+            mapped = _modality(lo_hi, header.slope, header.intercept, None)
+    else:
+        mapped = _modality(frame, header.slope, header.intercept, None)
+    lo, hi = float(mapped.min()), float(mapped.max())
+    return Window((lo + hi) / 2.0, max(hi - lo, 1e-6), VoiFunction.LINEAR_EXACT)
+
+
+def grayscale(header: ImageHeader, frame: np.ndarray[Any, Any],
+              window: Window | None) -> ByteArray:
+    """8-bit display values of a one-sample frame.
+
+    ``window`` (the client's) wins; else the first stored window; else the VOI
+    LUT Sequence; else the frame's full range.
+    """
+    voi_lut = None
+    if window is None and header.windows:
+        window = header.windows[0]
+    if window is None and header.voi_lut is not None:
+        voi_lut = header.voi_lut
+    if window is None and voi_lut is None:
+        window = full_range_window(header, frame)
+    invert = header.photometric == "MONOCHROME1"
+    if frame.dtype.kind in "iu" and frame.dtype.itemsize <= 2:
+        container = frame.view(f"u{frame.dtype.itemsize}")
+        bits = min(header.bits_stored, 8 * frame.dtype.itemsize)
+        if header.modality_lut is None and voi_lut is None and window is not None:
+            table = _cached_table(frame.dtype.itemsize, bits, header.signed,
+                                  header.slope, header.intercept, window, invert)
+        else:
+            every = np.arange(1 << (8 * frame.dtype.itemsize), dtype=np.int64)
+            values = _modality(_stored_values(every, bits, header.signed), header.slope,
+                               header.intercept, header.modality_lut)
+            table = _finish(_voi(values, window, voi_lut), invert)
+        result: ByteArray = np.take(table, container)
+        return result
+    # 32-bit integers and floats: compute per pixel
+    if frame.dtype.kind in "iu":
+        stored = _stored_values(frame.view(f"u{frame.dtype.itemsize}"),
+                                min(header.bits_stored, 32), header.signed)
+    else:
+        stored = frame.astype(np.float64)
+    values = _modality(stored, header.slope, header.intercept, header.modality_lut)
+    return _finish(_voi(values, window, voi_lut), invert)
+
+
+def colour(header: ImageHeader, frame: np.ndarray[Any, Any]) -> ByteArray:
+    """8-bit RGB of a colour frame: PALETTE COLOR through its palette (PS3.3
+    Section C.7.6.3.1.5), RGB scaled down from Bits Stored when wider than 8."""
+    if header.palette is not None:
+        first, table = header.palette
+        index = np.clip(frame.astype(np.int64) - first, 0, len(table) - 1)
+        result: ByteArray = table[index]
+        return result
+    if frame.dtype != np.uint8:
+        shift = max(header.bits_stored - 8, 0)
+        frame = np.clip(frame.astype(np.int64) >> shift, 0, 255).astype(np.uint8)
+    same: ByteArray = frame
+    return same
+
+
+def to_display(header: ImageHeader, frame: np.ndarray[Any, Any],
+               window: Window | None) -> ByteArray:
+    """Display values: (rows, columns) grey or (rows, columns, 3) RGB, uint8."""
+    if header.photometric == "PALETTE COLOR" or frame.ndim == 3:
+        return colour(header, frame)
+    return grayscale(header, frame, window)

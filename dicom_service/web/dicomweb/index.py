@@ -1,0 +1,69 @@
+"""Index look-ups for DICOMweb, always restricted to what a reader may see.
+
+A study the reader may not see is indistinguishable from one that does not
+exist: both raise :class:`NotFound` (404).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from sqlalchemy import select
+
+from dicom_service.app import Services
+from dicom_service.db.models import Instance
+from dicom_service.errors import NotFound
+from dicom_service.web.policy import Reader
+
+NOT_FOUND = "no such study, series or instance"
+
+
+@dataclass(frozen=True)
+class InstanceRow:
+    """One visible stored instance, as the web layer needs it."""
+
+    study_uid: str
+    series_uid: str
+    sop_uid: str
+    sop_class_uid: str
+    transfer_syntax_uid: str
+    path: str  # relative to the store root
+    enrolment_id: int
+    metadata_json: str | None
+    number_of_frames: int | None
+    pixel_data_offset: int | None
+    pixel_data_length: int | None
+
+
+_COLUMNS = (Instance.study_uid, Instance.series_uid, Instance.sop_uid, Instance.sop_class_uid,
+            Instance.transfer_syntax_uid, Instance.path, Instance.enrolment_id,
+            Instance.metadata_json, Instance.number_of_frames, Instance.pixel_data_offset,
+            Instance.pixel_data_length)
+
+
+def instances(services: Services, reader: Reader, study_uid: str,
+              series_uid: str | None = None, sop_uid: str | None = None) -> list[InstanceRow]:
+    """The visible instances of a study (series, instance), in one query.
+
+    Raises :class:`NotFound` when there is none (absent or not visible).
+    """
+    query = (select(*_COLUMNS).where(Instance.enrolment_id.in_(sorted(reader.enrolments)))
+             .where(Instance.study_uid == study_uid))
+    if series_uid is not None:
+        query = query.where(Instance.series_uid == series_uid)
+    if sop_uid is not None:
+        query = query.where(Instance.sop_uid == sop_uid)
+    query = query.order_by(Instance.series_uid, Instance.instance_number, Instance.sop_uid)
+    with services.db.engine.connect() as conn:
+        rows = [InstanceRow(**r._mapping) for r in conn.execute(query)]
+    # the policy, once more per row: a route never sees a row it may not read
+    rows = [r for r in rows if reader.sees(r.enrolment_id)]
+    if not rows:
+        raise NotFound(NOT_FOUND)
+    return rows
+
+
+def instance(services: Services, reader: Reader, study_uid: str, series_uid: str,
+             sop_uid: str) -> InstanceRow:
+    """One visible instance; :class:`NotFound` otherwise."""
+    return instances(services, reader, study_uid, series_uid, sop_uid)[0]
