@@ -16,7 +16,7 @@ Figures per target:
   series is requested exactly once per run and each run uses its own
   ``quality`` value, so no run is answered from a cache of rendered outputs.
   Frames/s (wall clock) and p50/p95 latency.
-  ``server_cpu_ms_per_frame``: CPU time of the server process per frame (less
+  ``server_cpu_ms_per_frame``: CPU time of the server's processes per frame (less
   sensitive than wall-clock figures to other load on the machine).
 * ``library``: the rendering library alone (no HTTP), ms per frame.
 * ``series_metadata``: ``.../series/{se}/metadata`` (``application/dicom+json``),
@@ -82,15 +82,29 @@ class Target:
     pid: int | None = None  # the server process, for its CPU time
 
 
-def cpu_seconds(pid: int | None) -> float | None:
-    """utime+stime of ``pid`` (Linux ``/proc``), seconds."""
-    if pid is None:
-        return None
+def _process_cpu(pid: int) -> float | None:
     try:
         fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
     except OSError:
         return None
     return sum(int(x) for x in fields[11:13]) / os.sysconf("SC_CLK_TCK")
+
+
+def cpu_seconds(pid: int | None) -> float | None:
+    """utime+stime of ``pid`` and its live children (``serve`` runs extra
+    listener processes), seconds (Linux ``/proc``)."""
+    if pid is None:
+        return None
+    total = _process_cpu(pid)
+    if total is None:
+        return None
+    try:
+        children = Path(f"/proc/{pid}/task/{pid}/children").read_text().split()
+    except OSError:
+        children = []
+    for child in children:
+        total += _process_cpu(int(child)) or 0.0
+    return total
 
 
 def percentile(values: Sequence[float], p: float) -> float:

@@ -13,6 +13,7 @@ import logging
 import os
 import select
 import signal
+import socket
 import subprocess
 import sys
 import threading
@@ -57,11 +58,9 @@ def _share_metrics(data_dir: Path, *, fresh: bool) -> None:
 
 # -- serve ------------------------------------------------------------------
 def cmd_serve(args: argparse.Namespace) -> int:
-    import uvicorn
 
     _share_metrics(_settings(args).data_dir, fresh=True)
     from dicom_service.ingest.scp import DicomListener
-    from dicom_service.web.app import create_app
 
     services = _services(args, recover=True, ae_title=args.ae_title,
                          dicom_port=args.dicom_port, http_port=args.http_port,
@@ -78,10 +77,9 @@ def cmd_serve(args: argparse.Namespace) -> int:
     # a sender that connects right away is then spread over all of them
     for child in children:
         _wait_ready(child)
-    app = create_app(services)
-    config = uvicorn.Config(app, host=settings.http_host, port=settings.http_port,
-                            log_level="warning", access_log=False, lifespan="off")
-    server = uvicorn.Server(config)
+    http_socket = _http_socket(settings.http_host, settings.http_port,
+                               reuse_port=bool(children))
+    server = _http_server(services)
     log.info("DICOM listener %s on %s:%d; HTTP on http://%s:%d", settings.ae_title,
              settings.dicom_host, listener.port, settings.http_host, settings.http_port)
     if args.demo:
@@ -103,7 +101,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
     signal.signal(signal.SIGTERM, _stop)
     signal.signal(signal.SIGINT, _stop)
     try:
-        server.run()
+        server.run(sockets=[http_socket])
     finally:
         for child in children:
             child.terminate()
@@ -117,6 +115,29 @@ def cmd_serve(args: argparse.Namespace) -> int:
     return 0
 
 
+def _http_socket(host: str, port: int, *, reuse_port: bool) -> socket.socket:
+    """A listening HTTP socket; with ``reuse_port`` every process of one serve
+    binds the same port and the kernel spreads connections across them."""
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    sock = socket.socket(family, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    if reuse_port:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
+    sock.bind((host, port))
+    sock.listen(2048)
+    return sock
+
+
+def _http_server(services: Services) -> Any:
+    import uvicorn
+
+    from dicom_service.web.app import create_app
+
+    config = uvicorn.Config(create_app(services), log_level="warning", access_log=False,
+                            lifespan="off")
+    return uvicorn.Server(config)
+
+
 def default_workers() -> int:
     """DICOM listener processes: one per core, at most four."""
     return max(1, min(os.cpu_count() or 1, 4))
@@ -125,7 +146,8 @@ def default_workers() -> int:
 def _spawn_worker(args: argparse.Namespace, settings: Settings) -> subprocess.Popen[bytes]:
     argv = [sys.executable, "-m", "dicom_service.cli", "dicom-worker",
             "--data-dir", str(settings.data_dir), "--ae-title", settings.ae_title,
-            "--dicom-host", settings.dicom_host, "--dicom-port", str(settings.dicom_port)]
+            "--dicom-host", settings.dicom_host, "--dicom-port", str(settings.dicom_port),
+            "--http-host", settings.http_host, "--http-port", str(settings.http_port)]
     if args.verbose:
         argv.insert(3, "--verbose")
     return subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE)
@@ -143,7 +165,8 @@ def _wait_ready(child: subprocess.Popen[bytes], timeout: float = 120.0) -> None:
 
 
 def cmd_dicom_worker(args: argparse.Namespace) -> int:
-    """An extra DICOM listener process of ``serve`` (same port, SO_REUSEPORT)."""
+    """An extra process of ``serve``: a DICOM listener and an HTTP server on the
+    same ports as ``serve`` (SO_REUSEPORT), so that both protocols use every core."""
     from dicom_service.ingest.scp import DicomListener
 
     _die_with_parent()
@@ -153,13 +176,20 @@ def cmd_dicom_worker(args: argparse.Namespace) -> int:
     services.check_active_profile()
     listener = DicomListener(services.settings, services.care, services.pipeline)
     listener.start(reuse_port=True)
+    http_socket = _http_socket(args.http_host, args.http_port, reuse_port=True) \
+        if args.http_port else None
     print("ready", flush=True)  # to serve, through the pipe it reads
-    stop = threading.Event()
-    signal.signal(signal.SIGTERM, lambda *_: stop.set())
-    signal.signal(signal.SIGINT, lambda *_: stop.set())
-    stop.wait()
-    listener.stop()
-    services.close()
+    try:
+        if http_socket is not None:
+            _http_server(services).run(sockets=[http_socket])  # until SIGTERM
+        else:
+            stop = threading.Event()
+            signal.signal(signal.SIGTERM, lambda *_: stop.set())
+            signal.signal(signal.SIGINT, lambda *_: stop.set())
+            stop.wait()
+    finally:
+        listener.stop()
+        services.close()
     return 0
 
 
@@ -251,6 +281,8 @@ def build_parser() -> argparse.ArgumentParser:
     worker.add_argument("--ae-title", required=True)
     worker.add_argument("--dicom-host", required=True)
     worker.add_argument("--dicom-port", type=int, required=True)
+    worker.add_argument("--http-host", required=True)
+    worker.add_argument("--http-port", type=int, required=True)
     worker.set_defaults(func=cmd_dicom_worker)
 
     centres = sub.add_parser("centres", help="hospitals").add_subparsers(dest="sub", required=True)
