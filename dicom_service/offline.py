@@ -43,14 +43,14 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 import pydicom
-from pydicom.dataset import Dataset, FileMetaDataset
-from pydicom.uid import UID, ImplicitVRLittleEndian
+from pydicom.dataset import Dataset
+from pydicom.uid import ImplicitVRLittleEndian
 
 from dicom_service.deidentify import Profile, Pseudonymiser, derive_date_shift
 from dicom_service.dicom.parse import parse_part10
+from dicom_service.dicom.part10 import encode_part10
 from dicom_service.dicom.uids import InvalidUID, validate_uid
 from dicom_service.errors import ConfigError
-from dicom_service.ingest.pipeline import IMPLEMENTATION_CLASS_UID, IMPLEMENTATION_VERSION
 
 __all__ = ["KEY_MIN_BYTES", "REPORT_NAME", "OfflineReport", "deidentify_folder", "load_key"]
 
@@ -248,19 +248,11 @@ def _transfer_syntax(ds: Dataset) -> str:
 
 
 def _encode(ds: Dataset, transfer_syntax: str) -> bytes:
-    """A Part-10 file in ``transfer_syntax``, with this implementation's file meta."""
-    meta = FileMetaDataset()
-    meta.MediaStorageSOPClassUID = ds.SOPClassUID
-    meta.MediaStorageSOPInstanceUID = ds.SOPInstanceUID
-    meta.TransferSyntaxUID = UID(transfer_syntax)
-    meta.ImplementationClassUID = UID(IMPLEMENTATION_CLASS_UID)
-    meta.ImplementationVersionName = IMPLEMENTATION_VERSION
-    ds.file_meta = meta
-    buf = io.BytesIO()
+    """A Part-10 file in ``transfer_syntax``, pydicom's value warnings silenced
+    (they quote values)."""
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        pydicom.dcmwrite(buf, ds, enforce_file_format=True)
-    return buf.getvalue()
+        return encode_part10(ds, transfer_syntax)
 
 
 def _write_atomic(path: Path, data: bytes) -> None:

@@ -9,14 +9,12 @@ memory.
 
 from __future__ import annotations
 
-import io
 import logging
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, cast
 
-import pydicom
 from pydicom.dataset import Dataset, FileMetaDataset
 from pydicom.uid import UID
 from sqlalchemy import Executable, Table, bindparam, insert, update
@@ -28,6 +26,7 @@ from dicom_service.care.enrolment import CareService
 from dicom_service.db.models import AuditEvent, Enrolment, Instance, Series, Study, utcnow
 from dicom_service.db.session import Database
 from dicom_service.deidentify import Profile
+from dicom_service.dicom.part10 import encode_part10
 from dicom_service.dicom.uids import InvalidUID, validate_uid
 from dicom_service.errors import IngestRefused, Refusal
 from dicom_service.ingest.metadata import InstanceFacts, describe_instance
@@ -36,9 +35,6 @@ from dicom_service.storage.base import InstanceKey, InstanceStore
 
 log = logging.getLogger(__name__)
 
-# The implementation identity written into every file meta (PS3.10 7.1).
-IMPLEMENTATION_CLASS_UID = "2.25.160547232414327386417131213127262349957"
-IMPLEMENTATION_VERSION = "DICOM_SERVICE_01"
 
 _REQUIRED_UIDS = ("SOPClassUID", "SOPInstanceUID", "StudyInstanceUID", "SeriesInstanceUID")
 
@@ -164,7 +160,7 @@ class IngestPipeline:
             transfer_syntax = str(ds.file_meta.TransferSyntaxUID)
             key = InstanceKey(str(ds.StudyInstanceUID), str(ds.SeriesInstanceUID),
                               str(ds.SOPInstanceUID))
-            data = self._encode(ds, transfer_syntax)
+            data = encode_part10(ds, transfer_syntax)
             facts = describe_instance(ds, data, transfer_syntax, key)
         except Exception as exc:
             log.warning("de-identification failed (%s)", describe(exc))
@@ -197,20 +193,6 @@ class IngestPipeline:
         return IngestResult(pseudonym=enrolment.pseudonym, study_uid=key.study_uid,
                             series_uid=key.series_uid, sop_uid=key.sop_uid,
                             sop_class_uid=sop_class, replaced=stored.replaced)
-
-    @staticmethod
-    def _encode(ds: Dataset, transfer_syntax: str) -> bytes:
-        """Encode as a Part-10 file in the transfer syntax received (no re-encoding)."""
-        meta = FileMetaDataset()
-        meta.MediaStorageSOPClassUID = ds.SOPClassUID
-        meta.MediaStorageSOPInstanceUID = ds.SOPInstanceUID
-        meta.TransferSyntaxUID = UID(transfer_syntax)
-        meta.ImplementationClassUID = UID(IMPLEMENTATION_CLASS_UID)
-        meta.ImplementationVersionName = IMPLEMENTATION_VERSION
-        ds.file_meta = meta
-        buf = io.BytesIO()
-        pydicom.dcmwrite(buf, ds, enforce_file_format=True)
-        return buf.getvalue()
 
     def _index(self, ds: Dataset, key: InstanceKey, enrolment_id: int, sop_class: str,
                transfer_syntax: str, location: str, size: int, profile: Profile,
