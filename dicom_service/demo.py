@@ -29,7 +29,7 @@ def seed(services: Services, patients: list[tuple[str, str | None]]) -> list[str
     if DEMO_PEER not in {p.ae_title for p in care.list_peers()}:
         care.add_peer(DEMO_PEER, DEMO_CENTRE, "127.0.0.1", actor="demo")
     pseudonyms = []
-    centre_id = care._centre_id(DEMO_CENTRE)
+    centre_id = care.centre_id(DEMO_CENTRE)
     for patient_id, issuer in patients:
         try:
             pseudonyms.append(care.enrol(DEMO_CENTRE, patient_id, issuer, actor="demo"))

@@ -27,6 +27,9 @@ _NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9 _.\-]{0,63}$")
 _AE_RE = re.compile(r"^[\x20-\x5b\x5d-\x7e]{1,16}$")
 _PSEUDONYM_RE = re.compile(r"^ERN-[0-9A-Z]{10}$")
 _CACHE_LIMIT = 10_000
+# the columns of EnrolmentInfo, in its field order
+_ENROLMENT_INFO = (Enrolment.id, Enrolment.pseudonym, Enrolment.centre_id,
+                   Enrolment.consent_care, Enrolment.key_salt)
 _CONSENT_OF = select(Enrolment.consent_care).where(Enrolment.id == bindparam("b_id"))
 
 
@@ -95,7 +98,8 @@ class CareService:
         with self.db.session() as s:
             return list(s.scalars(select(Centre.name).order_by(Centre.name)))
 
-    def _centre_id(self, name: str) -> int:
+    def centre_id(self, name: str) -> int:
+        """The internal ID of the centre called ``name``; :class:`NotFound` if none."""
         with self.db.session() as s:
             cid = s.scalar(select(Centre.id).where(Centre.name == name))
         if cid is None:
@@ -105,7 +109,7 @@ class CareService:
     # -- peers -------------------------------------------------------------
     def add_peer(self, ae_title: str, centre: str, host: str | None, *, actor: str) -> None:
         validate_ae_title(ae_title)
-        cid = self._centre_id(centre)
+        cid = self.centre_id(centre)
         with self.db.session() as s:
             if s.scalar(select(Peer.id).where(Peer.ae_title == ae_title)) is not None:
                 raise Conflict(f"peer {ae_title!r} exists already")
@@ -150,7 +154,7 @@ class CareService:
             raise ValueError("patient ID must be 1-64 characters")
         if issuer is not None and len(issuer) > 64:
             raise ValueError("issuer must be at most 64 characters")
-        cid = self._centre_id(centre)
+        cid = self.centre_id(centre)
         phash = patient_hash(self._secret, issuer, patient_id)
         with self.db.session() as s:
             if s.scalar(select(Enrolment.id).where(Enrolment.centre_id == cid,
@@ -187,8 +191,7 @@ class CareService:
                     self._enrolments.pop((centre_id, phash), None)
                     return None
                 return replace(cached, consent_care=bool(consent))
-            row = conn.execute(select(Enrolment.id, Enrolment.pseudonym, Enrolment.centre_id,
-                                      Enrolment.consent_care, Enrolment.key_salt)
+            row = conn.execute(select(*_ENROLMENT_INFO)
                                .where(Enrolment.centre_id == centre_id,
                                       Enrolment.patient_hash == phash)).first()
         if row is None:
@@ -201,8 +204,7 @@ class CareService:
 
     def get_enrolment(self, pseudonym: str) -> EnrolmentInfo:
         with self.db.session() as s:
-            row = s.execute(select(Enrolment.id, Enrolment.pseudonym, Enrolment.centre_id,
-                                   Enrolment.consent_care, Enrolment.key_salt)
+            row = s.execute(select(*_ENROLMENT_INFO)
                             .where(Enrolment.pseudonym == pseudonym)).first()
         if row is None:
             raise NotFound("no such enrolment")
