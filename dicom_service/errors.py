@@ -35,6 +35,14 @@ class NotFound(LookupError):
     """A named object (centre, peer, enrolment) does not exist."""
 
 
+class Forbidden(PermissionError):
+    """The caller may see the object but not do this to it (HTTP 403).
+
+    Used only where the object is already visible to the caller; an object the
+    caller may not see raises :class:`NotFound` instead (no existence leak).
+    """
+
+
 class Conflict(ValueError):
     """The object exists already or the change contradicts the current state."""
 

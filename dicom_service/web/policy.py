@@ -1,50 +1,67 @@
-"""The one access policy for reading (and uploading) images and metadata.
+"""The one access policy for images, metadata and every person-facing route.
 
 Every DICOMweb and WADO-URI route declares :data:`ReaderDep` (reads) or
-:data:`UploaderDep` (STOW-RS); routes never hold a copy of the rule. Today a
-caller is known by a bearer token bound to one enrolment
-(:mod:`dicom_service.care.tokens`); panel membership and personal tokens plug
-in here, in :func:`authenticate` and :func:`visible_enrolments`, without
-touching a route.
+:data:`UploaderDep` (STOW-RS); the panel, people and audit routes declare
+:data:`PersonDep`. Routes never hold a copy of a rule: the rules live in
+:mod:`dicom_service.care.access`, applied here.
 
-Refusals: no or unknown token -> 401. A study the caller may not see is
-answered exactly like a study that does not exist (404), never 403, so a token
-cannot probe for the existence of other patients' studies.
+Callers: a person (session cookie or personal token, :mod:`web.auth`) or an
+enrolment token (``dicom-service tokens issue``), which reads and uploads for
+its one enrolment.
+
+Refusals: no or unknown credential -> 401. A study the caller may not see is
+answered exactly like a study that does not exist (404), never 403, so nobody
+can probe for the existence of other patients' studies.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Annotated
+from typing import Annotated, Any
 
 from fastapi import Depends, HTTPException, Request
+from sqlalchemy import ColumnElement, false, or_
 
 from dicom_service.app import Services
-from dicom_service.care.tokens import SCOPE_DICOMWEB, TokenService
+from dicom_service.care.access import EMPTY_SCOPE, ImageScope, Person, image_scope, load_person
+from dicom_service.care.tokens import SCOPE_DICOMWEB as ENROLMENT_TOKEN_SCOPE
+from dicom_service.care.tokens import TokenService
+from dicom_service.web import auth
 from dicom_service.web.deps import ServicesDep
+from dicom_service.web.principal import (
+    SCOPE_API,
+    SCOPE_DICOMWEB,
+    VIA_ENROLMENT_TOKEN,
+    Principal,
+)
 
 _CHALLENGE = {"WWW-Authenticate": 'Bearer realm="dicom-web"'}
 
-
-@dataclass(frozen=True)
-class Principal:
-    """Who is calling. ``actor`` names them in the audit (never a patient)."""
-
-    actor: str
-    # enrolments the credential itself is bound to (a token for one enrolment)
-    bound_enrolments: frozenset[int]
-    can_upload: bool
+__all__ = ["Caller", "PersonDep", "Principal", "Reader", "ReaderDep", "UploaderDep"]
 
 
 @dataclass(frozen=True)
 class Reader:
-    """A caller together with the enrolments whose studies they may see."""
+    """A caller together with what they may read."""
 
     principal: Principal
-    enrolments: frozenset[int]
+    scope: ImageScope
 
-    def sees(self, enrolment_id: int) -> bool:
-        return can_read_study(self, enrolment_id)
+    @property
+    def enrolments(self) -> frozenset[int]:
+        return self.scope.enrolments
+
+    def sees(self, enrolment_id: int, study_uid: str) -> bool:
+        return self.scope.sees(enrolment_id, study_uid)
+
+    def where(self, enrolment_col: Any, study_col: Any) -> ColumnElement[bool]:
+        """The SQL condition for rows this reader may see."""
+        parts = []
+        if self.scope.enrolments:
+            parts.append(enrolment_col.in_(sorted(self.scope.enrolments)))
+        if self.scope.studies:
+            parts.append(study_col.in_(sorted(self.scope.studies)))
+        return or_(*parts) if parts else false()
 
 
 def _bearer(request: Request) -> str | None:
@@ -56,46 +73,84 @@ def _bearer(request: Request) -> str | None:
 
 
 def authenticate(request: Request, services: Services) -> Principal:
-    """The caller from the ``Authorization: Bearer`` header; 401 if none is valid."""
+    """The caller; 401 if there is no valid credential."""
     token = _bearer(request)
-    grant = TokenService(services.db).verify(token) if token else None
-    if grant is None or grant.scope != SCOPE_DICOMWEB:
-        raise HTTPException(401, "Unauthorized", headers=_CHALLENGE)
-    return Principal(actor=f"token:{grant.token_id}",
-                     bound_enrolments=frozenset({grant.enrolment_id}), can_upload=True)
-
-
-def visible_enrolments(services: Services, principal: Principal) -> frozenset[int]:
-    """The enrolments whose studies ``principal`` may read.
-
-    Today: the enrolment the token is bound to. With panels: also every
-    enrolment shared with a panel the person is a member of.
-    """
-    del services  # panels will look up memberships here
-    return principal.bound_enrolments
-
-
-def can_read_study(reader: Reader, enrolment_id: int) -> bool:
-    """May the reader see a study (series, instance) of ``enrolment_id``?"""
-    return enrolment_id in reader.enrolments
-
-
-def can_upload_for(principal: Principal, enrolment_id: int) -> bool:
-    """May ``principal`` add instances to ``enrolment_id`` (STOW-RS)?"""
-    return principal.can_upload and enrolment_id in principal.bound_enrolments
-
-
-def current_reader(request: Request, services: ServicesDep) -> Reader:
-    principal = authenticate(request, services)
-    return Reader(principal=principal, enrolments=visible_enrolments(services, principal))
-
-
-def current_uploader(request: Request, services: ServicesDep) -> Principal:
-    principal = authenticate(request, services)
-    if not principal.can_upload:
+    if token:
+        grant = TokenService(services.db).verify(token)
+        if grant is not None and grant.scope == ENROLMENT_TOKEN_SCOPE:
+            return Principal(actor=f"token:{grant.token_id}", via=VIA_ENROLMENT_TOKEN,
+                             scopes=frozenset({SCOPE_DICOMWEB}),
+                             bound_enrolments=frozenset({grant.enrolment_id}))
+    principal = auth.principal_from_request(request, services)
+    if principal is None:
         raise HTTPException(401, "Unauthorized", headers=_CHALLENGE)
     return principal
 
 
+def person_of(services: Services, principal: Principal) -> Person | None:
+    if principal.user_id is None:
+        return None
+    with services.db.engine.connect() as conn:
+        return load_person(conn, principal.user_id)
+
+
+def scope_of(services: Services, principal: Principal) -> ImageScope:
+    """Everything ``principal`` may read."""
+    if SCOPE_DICOMWEB not in principal.scopes:
+        return EMPTY_SCOPE
+    if principal.user_id is None:
+        return ImageScope(principal.bound_enrolments, frozenset())
+    with services.db.engine.connect() as conn:
+        person = load_person(conn, principal.user_id)
+        if person is None:
+            return EMPTY_SCOPE
+        return image_scope(conn, person)
+
+
+def can_upload_for(services: Services, principal: Principal, enrolment_id: int,
+                   centre_id: int) -> bool:
+    """May ``principal`` add instances to ``enrolment_id`` (STOW-RS)?
+
+    An enrolment token uploads to its enrolment; a clinician to enrolments of
+    their own centre.
+    """
+    if SCOPE_DICOMWEB not in principal.scopes:
+        return False
+    if principal.user_id is None:
+        return enrolment_id in principal.bound_enrolments
+    person = person_of(services, principal)
+    return person is not None and person.is_clinician and person.centre_id == centre_id
+
+
+def current_reader(request: Request, services: ServicesDep) -> Reader:
+    principal = authenticate(request, services)
+    return Reader(principal=principal, scope=scope_of(services, principal))
+
+
+def current_uploader(request: Request, services: ServicesDep) -> Principal:
+    principal = authenticate(request, services)
+    if SCOPE_DICOMWEB not in principal.scopes:
+        raise HTTPException(401, "Unauthorized", headers=_CHALLENGE)
+    return principal
+
+
+@dataclass(frozen=True)
+class Caller:
+    """A person calling a panel, people or audit route."""
+
+    principal: Principal
+    person: Person
+
+
+def current_person(request: Request, services: ServicesDep) -> Caller:
+    """A person with the ``api`` scope (a session has it); 401 otherwise."""
+    principal = authenticate(request, services)
+    person = person_of(services, principal)
+    if person is None or SCOPE_API not in principal.scopes:
+        raise HTTPException(401, "Unauthorized", headers=_CHALLENGE)
+    return Caller(principal, person)
+
+
 ReaderDep = Annotated[Reader, Depends(current_reader)]
 UploaderDep = Annotated[Principal, Depends(current_uploader)]
+PersonDep = Annotated[Caller, Depends(current_person)]

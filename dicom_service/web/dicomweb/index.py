@@ -47,7 +47,7 @@ def instances(services: Services, reader: Reader, study_uid: str,
 
     Raises :class:`NotFound` when there is none (absent or not visible).
     """
-    query = (select(*_COLUMNS).where(Instance.enrolment_id.in_(sorted(reader.enrolments)))
+    query = (select(*_COLUMNS).where(reader.where(Instance.enrolment_id, Instance.study_uid))
              .where(Instance.study_uid == study_uid))
     if series_uid is not None:
         query = query.where(Instance.series_uid == series_uid)
@@ -57,7 +57,7 @@ def instances(services: Services, reader: Reader, study_uid: str,
     with services.db.engine.connect() as conn:
         rows = [InstanceRow(**r._mapping) for r in conn.execute(query)]
     # the policy, once more per row: a route never sees a row it may not read
-    rows = [r for r in rows if reader.sees(r.enrolment_id)]
+    rows = [r for r in rows if reader.sees(r.enrolment_id, r.study_uid)]
     if not rows:
         raise NotFound(NOT_FOUND)
     return rows

@@ -117,7 +117,7 @@ def _stats(services: Services, reader: Reader,
     query = (select(Instance.study_uid, Instance.series_uid, Series.modality,
                     func.count(Instance.sop_uid))
              .join(Series, Series.series_uid == Instance.series_uid)
-             .where(Instance.enrolment_id.in_(sorted(reader.enrolments)))
+             .where(reader.where(Instance.enrolment_id, Instance.study_uid))
              .group_by(Instance.study_uid, Instance.series_uid, Series.modality))
     if study_uid is not None:
         query = query.where(Instance.study_uid == study_uid)
@@ -133,14 +133,14 @@ def _stats(services: Services, reader: Reader,
 def _study_items(services: Services, reader: Reader, base: str,
                  study_uid: str | None = None) -> dict[str, dict[str, Any]]:
     stats = _stats(services, reader, study_uid)
-    query = (select(Study).where(Study.enrolment_id.in_(sorted(reader.enrolments)))
+    query = (select(Study).where(reader.where(Study.enrolment_id, Study.study_uid))
              .order_by(Study.study_date.desc(), Study.study_time.desc(), Study.study_uid))
     if study_uid is not None:
         query = query.where(Study.study_uid == study_uid)
     items: dict[str, dict[str, Any]] = {}
     with services.db.sessions() as s:
         for st in s.scalars(query):
-            if not reader.sees(st.enrolment_id):
+            if not reader.sees(st.enrolment_id, st.study_uid):
                 continue
             stat = stats.get(st.study_uid, _Stats())
             items[st.study_uid] = {
@@ -193,7 +193,7 @@ def _instance_items(services: Services, reader: Reader, base: str, study_uid: st
                     series_uid: str | None) -> list[dict[str, Any]]:
     query = (select(Instance.study_uid, Instance.series_uid, Instance.sop_uid,
                     Instance.enrolment_id, Instance.metadata_json)
-             .where(Instance.enrolment_id.in_(sorted(reader.enrolments)))
+             .where(reader.where(Instance.enrolment_id, Instance.study_uid))
              .order_by(Instance.study_uid, Instance.series_uid, Instance.instance_number,
                        Instance.sop_uid))
     if study_uid is not None:
@@ -203,7 +203,7 @@ def _instance_items(services: Services, reader: Reader, base: str, study_uid: st
     items = []
     with services.db.engine.connect() as conn:
         for st, se, sop, enrolment_id, meta in conn.execute(query):
-            if not reader.sees(enrolment_id):
+            if not reader.sees(enrolment_id, st):
                 continue
             item: dict[str, Any] = json.loads(meta or "{}")
             item["00080005"] = _v("CS", "ISO_IR 192")

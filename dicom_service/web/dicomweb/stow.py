@@ -35,7 +35,7 @@ from dicom_service.web.deps import ServicesDep
 from dicom_service.web.dicomweb import multipart, params
 from dicom_service.web.dicomweb.urls import dicomweb_base
 from dicom_service.web.dicomweb.wado import DICOM_JSON
-from dicom_service.web.policy import Principal, UploaderDep, can_upload_for
+from dicom_service.web.policy import Principal, UploaderDep, can_upload_for, person_of
 
 log = logging.getLogger(__name__)
 router = APIRouter()
@@ -53,6 +53,11 @@ class _Outcome:
 
 
 def _centres(services: Services, principal: Principal) -> list[int]:
+    """The centres whose enrolments the caller may upload to."""
+    if principal.user_id is not None:
+        person = person_of(services, principal)
+        return [person.centre_id] if person is not None and person.is_clinician and \
+            person.centre_id is not None else []
     with services.db.engine.connect() as conn:
         return sorted(set(conn.execute(select(Enrolment.centre_id).where(
             Enrolment.id.in_(sorted(principal.bound_enrolments)))).scalars()))
@@ -76,7 +81,7 @@ def _store_one(services: Services, principal: Principal, centres: list[int], bod
     for centre_id in centres:
         found = services.care.find_enrolment(centre_id, str(issuer) if issuer else None,
                                              patient_id) if patient_id.strip() else None
-        if found is not None and can_upload_for(principal, found.id):
+        if found is not None and can_upload_for(services, principal, found.id, centre_id):
             sender = Sender(centre_id=centre_id, actor=principal.actor)
             break
     if sender is None:
