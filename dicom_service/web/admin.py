@@ -10,7 +10,8 @@ from __future__ import annotations
 from fastapi import APIRouter
 from pydantic import BaseModel, Field
 
-from dicom_service.web.deps import AdminDep, ServicesDep
+from dicom_service.web.deps import ServicesDep
+from dicom_service.web.policy import AdminDep
 
 router = APIRouter(prefix="/api", tags=["administration"])
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import hmac
 from typing import Annotated
 
-from fastapi import Depends, HTTPException, Request
+from fastapi import Depends, Request
 
 from dicom_service.app import Services
 
@@ -18,18 +18,15 @@ def get_services(request: Request) -> Services:
 ServicesDep = Annotated[Services, Depends(get_services)]
 
 
-def require_admin(request: Request, services: ServicesDep) -> str:
-    """The administrator token from configuration, as a bearer token.
+def is_admin_token(request: Request, services: Services) -> bool:
+    """Does the request carry the administrator token from configuration?
 
-    Replaced by people and roles later; until then it guards the admin API.
+    The token bootstraps a fresh installation and serves scripts; people who
+    administer the platform log in as platform administrators
+    (:data:`dicom_service.web.policy.AdminDep` accepts both).
     """
     header = request.headers.get("authorization", "")
     scheme, _, token = header.partition(" ")
     expected = services.settings.admin_token or ""
-    if scheme.lower() != "bearer" or not token or not expected or not hmac.compare_digest(
-            token.encode(), expected.encode()):
-        raise HTTPException(401, "Unauthorized", headers={"WWW-Authenticate": "Bearer"})
-    return "admin"
-
-
-AdminDep = Annotated[str, Depends(require_admin)]
+    return scheme.lower() == "bearer" and bool(token) and bool(expected) and \
+        hmac.compare_digest(token.encode(), expected.encode())

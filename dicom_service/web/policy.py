@@ -2,8 +2,9 @@
 
 Every DICOMweb and WADO-URI route declares :data:`ReaderDep` (reads) or
 :data:`UploaderDep` (STOW-RS); the panel, people and audit routes declare
-:data:`PersonDep`. Routes never hold a copy of a rule: the rules live in
-:mod:`dicom_service.care.access`, applied here.
+:data:`PersonDep`; administration routes :data:`AdminDep`. Routes never hold
+a copy of a rule: the rules live in :mod:`dicom_service.care.access`, applied
+here.
 
 Callers: a person (session cookie or personal token, :mod:`web.auth`) or an
 enrolment token (``dicom-service tokens issue``), which reads and uploads for
@@ -26,7 +27,8 @@ from dicom_service.app import Services
 from dicom_service.care.access import EMPTY_SCOPE, ImageScope, Person, image_scope, load_person
 from dicom_service.care.tokens import SCOPE_DICOMWEB as ENROLMENT_TOKEN_SCOPE
 from dicom_service.care.tokens import TokenService
-from dicom_service.web import auth
+from dicom_service.errors import Forbidden
+from dicom_service.web import auth, deps
 from dicom_service.web.deps import ServicesDep
 from dicom_service.web.principal import (
     SCOPE_API,
@@ -37,7 +39,7 @@ from dicom_service.web.principal import (
 
 _CHALLENGE = {"WWW-Authenticate": 'Bearer realm="dicom-web"'}
 
-__all__ = ["Caller", "PersonDep", "Principal", "Reader", "ReaderDep", "UploaderDep"]
+__all__ = ["AdminDep", "Caller", "PersonDep", "Principal", "Reader", "ReaderDep", "UploaderDep"]
 
 
 @dataclass(frozen=True)
@@ -151,6 +153,22 @@ def current_person(request: Request, services: ServicesDep) -> Caller:
     return Caller(principal, person)
 
 
+def current_admin(request: Request, services: ServicesDep) -> str:
+    """A platform administrator (session or personal token with the api scope),
+    or the administrator token from configuration (bootstrap, scripts). Returns
+    the audit actor."""
+    if deps.is_admin_token(request, services):
+        return "admin"
+    principal = authenticate(request, services)
+    person = person_of(services, principal)
+    if person is None or SCOPE_API not in principal.scopes:
+        raise HTTPException(401, "Unauthorized", headers=_CHALLENGE)
+    if not person.is_admin:
+        raise Forbidden("platform administrators only")
+    return principal.actor
+
+
 ReaderDep = Annotated[Reader, Depends(current_reader)]
 UploaderDep = Annotated[Principal, Depends(current_uploader)]
 PersonDep = Annotated[Caller, Depends(current_person)]
+AdminDep = Annotated[str, Depends(current_admin)]

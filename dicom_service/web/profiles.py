@@ -29,7 +29,8 @@ from dicom_service.profiles_admin import activation, catalogue
 from dicom_service.profiles_admin.dryrun import WouldRefuse, dry_run
 from dicom_service.profiles_admin.leakcheck import leak_check
 from dicom_service.profiles_admin.validation import check_file_name, validate_recipe_text
-from dicom_service.web.deps import AdminDep, ServicesDep
+from dicom_service.web.deps import ServicesDep
+from dicom_service.web.policy import AdminDep
 from dicom_service.web.problems import problem
 from dicom_service.web.upload import BadUpload, UploadTooLarge, read_upload
 
