@@ -376,3 +376,45 @@ def test_dry_run_upload_over_the_limit_is_refused(client: TestClient,
                     headers={**AUTH, "Content-Type": "application/dicom"})
     assert r.status_code == 413
     assert r.headers["content-type"].startswith("application/problem+json")
+
+
+# -- draft dry run --------------------------------------------------------------
+
+
+def test_draft_dry_run_shows_what_an_unsaved_edit_changes(client: TestClient) -> None:
+    """An administrator edits basic.dicom (keep Study Description instead of
+    removing it) and sees the effect before saving; the file on disk is untouched."""
+    on_disk = (DEFAULT_PROFILES_DIR / "basic.dicom").read_text(encoding="utf-8")
+    assert "REMOVE (0008,1030)\n" in on_disk
+    edited = on_disk.replace("REMOVE (0008,1030)\n", "KEEP (0008,1030)\n")
+    line = on_disk.splitlines().index("REMOVE (0008,1030)") + 1
+
+    saved = client.post("/api/profiles/basic/dry-run?sample=ct", headers=AUTH).json()
+    draft = client.post("/api/profiles/basic/draft-dry-run", headers=AUTH, json={
+        "file": "basic.dicom", "text": edited, "sample": "ct"})
+    assert draft.status_code == 200, draft.text
+    before = {r["keyword"]: r for r in saved["diff"]}["StudyDescription"]
+    after = {r["keyword"]: r for r in draft.json()["diff"]}["StudyDescription"]
+    assert before["action"] == "removed"
+    assert after["action"] == "kept"
+    assert after["rule"] == f"basic.dicom:{line}"
+    assert draft.json()["source"]["draft"] == "basic.dicom"
+    assert (DEFAULT_PROFILES_DIR / "basic.dicom").read_text(encoding="utf-8") == on_disk
+
+
+def test_draft_dry_run_names_the_bad_line(client: TestClient) -> None:
+    on_disk = (DEFAULT_PROFILES_DIR / "basic.dicom").read_text(encoding="utf-8")
+    lines = on_disk.splitlines()
+    at = lines.index("%header") + 1
+    lines.insert(at, "FROB PatientSex")
+    r = client.post("/api/profiles/basic/draft-dry-run", headers=AUTH, json={
+        "file": "basic.dicom", "text": "\n".join(lines), "sample": "ct"})
+    assert r.status_code == 422
+    assert r.json()["detail"] == f"basic.dicom:{at + 1}: unknown action 'FROB'"
+    other = client.post("/api/profiles/basic/draft-dry-run", headers=AUTH, json={
+        "file": "options/retain_uids.dicom", "text": on_disk, "sample": "ct"})
+    assert other.status_code == 404
+    assert "basic.dicom" in other.json()["detail"]
+    unauthenticated = client.post("/api/profiles/basic/draft-dry-run", json={
+        "file": "basic.dicom", "text": on_disk, "sample": "ct"})
+    assert unauthenticated.status_code == 401
