@@ -48,6 +48,9 @@ class Settings:
     # into the data directory (see load_secret).
     server_secret: bytes | None = None
     admin_token: str | None = None
+    # the login cookies carry the Secure flag (sent over HTTPS only); turn off
+    # only for plain-HTTP development and tests (DICOM_SERVICE_COOKIE_SECURE=false)
+    cookie_secure: bool = True
 
     @classmethod
     def from_env(cls, **overrides: object) -> Settings:
@@ -72,6 +75,9 @@ class Settings:
                 except ValueError as exc:
                     raise ConfigError(
                         f"{ENV_PREFIX}{name.upper()} must be a {typ.__name__}") from exc
+        cookie_secure = env.get(ENV_PREFIX + "COOKIE_SECURE")
+        if cookie_secure:
+            values["cookie_secure"] = _flag("COOKIE_SECURE", cookie_secure)
         secret = env.get(ENV_PREFIX + "SECRET")
         if secret:
             values["server_secret"] = secret.encode("utf-8")
@@ -113,6 +119,8 @@ class Settings:
             raise ConfigError(f"{ENV_PREFIX}SECRET must be at least 32 bytes")
         if self.admin_token is not None and len(self.admin_token) < 24:
             raise ConfigError(f"{ENV_PREFIX}ADMIN_TOKEN must be at least 24 characters")
+        if not isinstance(self.cookie_secure, bool):
+            raise ConfigError("cookie_secure must be true or false")
 
     def with_secrets(self) -> Settings:
         """Settings whose secrets are filled in from the data directory.
@@ -126,6 +134,15 @@ class Settings:
         admin_token = self.admin_token or _load_or_create(
             self.data_dir / "admin.token", lambda: secrets.token_urlsafe(32))
         return replace(self, server_secret=server_secret, admin_token=admin_token)
+
+
+def _flag(name: str, raw: str) -> bool:
+    value = raw.strip().lower()
+    if value in ("1", "true", "yes", "on"):
+        return True
+    if value in ("0", "false", "no", "off"):
+        return False
+    raise ConfigError(f"{ENV_PREFIX}{name} must be true or false")
 
 
 def _load_or_create(path: Path, make: Callable[[], str]) -> str:

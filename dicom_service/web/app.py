@@ -10,7 +10,7 @@ from starlette.middleware.gzip import GZipMiddleware
 
 from dicom_service import __version__
 from dicom_service.app import Services
-from dicom_service.web import admin, problems, profiles
+from dicom_service.web import admin, login, pages, problems, profiles
 from dicom_service.web.dicomweb import build_routers as dicomweb_routers
 
 # JSON (QIDO-RS, metadata) is gzipped for clients that accept it; images and
@@ -25,8 +25,10 @@ def create_app(services: Services) -> FastAPI:
     problems.install(app)
     app.include_router(admin.router)
     app.include_router(profiles.router)
+    app.include_router(login.router)
     for router in dicomweb_routers():
         app.include_router(router)
+    pages.install(app)
     app.add_middleware(GZipMiddleware, minimum_size=1024, exclude_content_types=_NO_GZIP)
 
     @app.get("/health", tags=["operations"])

@@ -126,6 +126,8 @@ def can_upload_for(services: Services, principal: Principal, enrolment_id: int,
 
 def current_reader(request: Request, services: ServicesDep) -> Reader:
     principal = authenticate(request, services)
+    if SCOPE_DICOMWEB not in principal.scopes:  # e.g. a personal token for the API only
+        raise HTTPException(401, "Unauthorized", headers=_CHALLENGE)
     return Reader(principal=principal, scope=scope_of(services, principal))
 
 
