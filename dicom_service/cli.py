@@ -323,6 +323,10 @@ def build_parser() -> argparse.ArgumentParser:
 
     cli_tokens.add_commands(sub, common)
 
+    from dicom_service import cli_org
+
+    cli_org.add_commands(sub, common)
+
     from dicom_service import cli_users
 
     cli_users.add_commands(sub, common)

@@ -10,7 +10,7 @@ from starlette.middleware.gzip import GZipMiddleware
 
 from dicom_service import __version__
 from dicom_service.app import Services
-from dicom_service.web import admin, login, pages, problems, profiles
+from dicom_service.web import admin, login, organisation, pages, panels, problems, profiles
 from dicom_service.web.dicomweb import build_routers as dicomweb_routers
 
 # JSON (QIDO-RS, metadata) is gzipped for clients that accept it; images and
@@ -26,6 +26,10 @@ def create_app(services: Services) -> FastAPI:
     app.include_router(admin.router)
     app.include_router(profiles.router)
     app.include_router(login.router)
+    app.include_router(organisation.router)
+    app.include_router(panels.enrolments)
+    app.include_router(panels.router)
+    app.include_router(panels.stats_router)
     for router in dicomweb_routers():
         app.include_router(router)
     pages.install(app)
