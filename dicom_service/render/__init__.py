@@ -2,7 +2,12 @@
 window -> 8-bit -> JPEG/PNG/GIF, cached (PS3.18 Section 8.3.5 rendered resources).
 """
 
-from dicom_service.render.decode import FrameNotFound, ImageHeader, NotRenderable
+from dicom_service.render.decode import (
+    NATIVE_LITTLE_ENDIAN,
+    FrameNotFound,
+    ImageHeader,
+    NotRenderable,
+)
 from dicom_service.render.params import (
     BadRenderParameter,
     MediaType,
@@ -18,6 +23,7 @@ from dicom_service.render.params import (
 from dicom_service.render.renderer import Rendered, Renderer
 
 __all__ = [
+    "NATIVE_LITTLE_ENDIAN",
     "BadRenderParameter",
     "FrameNotFound",
     "ImageHeader",

@@ -23,6 +23,10 @@ def create_app(services: Services) -> FastAPI:
     app = FastAPI(title="dicom_service", version=__version__)
     app.state.services = services
     problems.install(app)
+    # DICOMweb first: routes are matched in order, and every frame a viewer
+    # scrolls through would otherwise be tried against all the routes above it
+    for router in dicomweb_routers():
+        app.include_router(router)
     app.include_router(admin.router)
     app.include_router(profiles.router)
     app.include_router(login.router)
@@ -30,8 +34,6 @@ def create_app(services: Services) -> FastAPI:
     app.include_router(panels.enrolments)
     app.include_router(panels.router)
     app.include_router(panels.stats_router)
-    for router in dicomweb_routers():
-        app.include_router(router)
     pages.install(app)
     app.add_middleware(GZipMiddleware, minimum_size=1024, exclude_content_types=_NO_GZIP)
 

@@ -10,7 +10,7 @@ from fastapi import Depends, Request
 from dicom_service.app import Services
 
 
-def get_services(request: Request) -> Services:
+async def get_services(request: Request) -> Services:
     services: Services = request.app.state.services
     return services
 

@@ -12,10 +12,10 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from fastapi import FastAPI, Request, Response
+from fastapi import FastAPI
 from fastapi.responses import RedirectResponse
 from fastapi.staticfiles import StaticFiles
-from starlette.middleware.base import BaseHTTPMiddleware, RequestResponseEndpoint
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 STATIC_ROOT = Path(__file__).resolve().parents[2] / "viewer_static"
 PAGES_DIR = STATIC_ROOT / "app"
@@ -27,16 +27,34 @@ CSP = ("default-src 'self'; script-src 'self'; style-src 'self' 'unsafe-inline';
 _FRONT_END = ("/app/", "/viewer/")
 
 
-class _PageHeaders(BaseHTTPMiddleware):
-    async def dispatch(self, request: Request, call_next: RequestResponseEndpoint) -> Response:
-        response = await call_next(request)
-        if request.url.path.startswith(_FRONT_END):
-            response.headers.setdefault("Content-Security-Policy", CSP)
-            response.headers["X-Content-Type-Options"] = "nosniff"
-            response.headers["Referrer-Policy"] = "no-referrer"
+_HEADERS = [(b"content-security-policy", CSP.encode()),
+            (b"x-content-type-options", b"nosniff"),
+            (b"referrer-policy", b"no-referrer"),
             # small files, changed with the service: revalidate every time
-            response.headers.setdefault("Cache-Control", "no-cache")
-        return response
+            (b"cache-control", b"no-cache")]
+
+
+class _PageHeaders:
+    """Security headers on the front-end's responses. A plain ASGI middleware:
+    every other request (DICOMweb frames while a viewer scrolls) passes
+    through untouched, at the cost of one string comparison."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http" or not str(scope.get("path", "")).startswith(_FRONT_END):
+            await self.app(scope, receive, send)
+            return
+
+        async def send_with_headers(message: Message) -> None:
+            if message["type"] == "http.response.start":
+                names = {k.lower() for k, _ in message.get("headers", [])}
+                message["headers"] = list(message.get("headers", [])) + [
+                    (k, v) for k, v in _HEADERS if k not in names]
+            await send(message)
+
+        await self.app(scope, receive, send_with_headers)
 
 
 def install(app: FastAPI) -> None:

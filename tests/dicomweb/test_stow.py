@@ -104,14 +104,15 @@ def test_partial_and_total_failure(loaded: Loaded, tmp_path: Path) -> None:
 
 
 def test_withdrawn_consent_is_refused(loaded: Loaded, tmp_path: Path) -> None:
+    """Withdrawal revokes the enrolment's tokens: its uploader is turned away
+    before anything is read (the pipeline's own consent check, 0xC011, is
+    tested in tests/test_ingest.py and tests/panels/test_consent.py)."""
     pseudonym, _, files = _fresh(loaded, tmp_path)
     loaded.service.cli("consent", "withdraw", pseudonym)
     with pytest.raises(HTTPError) as info:
         loaded.client(pseudonym).store_instances([pydicom.dcmread(files[0])])
-    assert info.value.response.status_code == 409
-    reasons = [item["00081197"]["Value"][0]
-               for item in info.value.response.json()["00081198"]["Value"]]
-    assert reasons == [StoreStatus.NO_CONSENT_FOR_CARE]
+    assert info.value.response.status_code == 401
+    assert "00081199" not in info.value.response.text  # nothing was referenced as stored
 
 
 def test_stow_to_a_study_resource_checks_the_study(loaded: Loaded, tmp_path: Path) -> None:

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from sqlalchemy import select
+from sqlalchemy import bindparam, select
 
 from dicom_service.app import Services
 from dicom_service.db.models import Instance
@@ -63,7 +63,23 @@ def instances(services: Services, reader: Reader, study_uid: str,
     return rows
 
 
+# one instance by its primary key: built once, so that a frame request (the
+# viewer's hot path) pays neither statement construction nor a visibility
+# clause that cannot narrow a single row further than ``reader.sees`` does
+_BY_KEY = select(*_COLUMNS).where(Instance.sop_uid == bindparam("sop"),
+                                  Instance.series_uid == bindparam("series"),
+                                  Instance.study_uid == bindparam("study"))
+
+
 def instance(services: Services, reader: Reader, study_uid: str, series_uid: str,
              sop_uid: str) -> InstanceRow:
     """One visible instance; :class:`NotFound` otherwise."""
-    return instances(services, reader, study_uid, series_uid, sop_uid)[0]
+    with services.db.engine.connect() as conn:
+        found = conn.execute(_BY_KEY, {"sop": sop_uid, "series": series_uid,
+                                       "study": study_uid}).first()
+    if found is None:
+        raise NotFound(NOT_FOUND)
+    row = InstanceRow(**found._mapping)
+    if not reader.sees(row.enrolment_id, row.study_uid):
+        raise NotFound(NOT_FOUND)
+    return row

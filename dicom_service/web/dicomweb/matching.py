@@ -71,6 +71,11 @@ def _normal_time(value: str) -> str:
     return value.replace(":", "")
 
 
+def uid_values(raw: str) -> frozenset[str]:
+    """The UIDs of a UID list match (comma or backslash separated)."""
+    return frozenset(v.strip() for v in re.split(r"[,\\]", raw) if v.strip())
+
+
 def matcher(attr: Attribute, raw: str) -> Matcher | None:
     """A predicate on a DICOM JSON item, or ``None`` for universal matching."""
     if len(raw) > MAX_VALUE_LENGTH:
@@ -81,7 +86,7 @@ def matcher(attr: Attribute, raw: str) -> Matcher | None:
         raise ValueError("sequence matching is not supported")
     tag = attr.tag
     if attr.vr == "UI":
-        wanted = {v.strip() for v in re.split(r"[,\\]", raw) if v.strip()}
+        wanted = uid_values(raw)
         return lambda item: any(v in wanted for v in _values(item, tag))
     if attr.vr in _RANGE_VRS and "-" in raw:  # a range (DT time zones are not supported)
         low, _, high = raw.partition("-")

@@ -26,10 +26,12 @@ from collections.abc import Iterator, Mapping
 from pathlib import Path
 
 from fastapi import APIRouter, HTTPException, Request, Response
+from starlette.concurrency import run_in_threadpool
 
 from dicom_service.app import Services
 from dicom_service.errors import NotFound
 from dicom_service.render import (
+    NATIVE_LITTLE_ENDIAN,
     MediaType,
     NotAcceptable,
     NotRenderable,
@@ -49,6 +51,8 @@ from dicom_service.web.policy import ReaderDep
 router = APIRouter()
 
 THUMBNAIL_VIEWPORT = Viewport(128, 128)
+# a 1024 x 1024 16-bit frame: read, windowed and JPEG-encoded in a few milliseconds
+INLINE_FRAME_BYTES = 2 * 1024 * 1024
 # rendered pixels of patients: not kept by browsers or proxies
 CACHE_CONTROL = "private, no-store"
 _renderer_lock = threading.Lock()
@@ -168,13 +172,28 @@ def _series(request: Request, services: Services, reader: ReaderDep, study: str,
     return render_row(request, services, representative(rows), 0, render_params)
 
 
-def _instance(request: Request, services: Services, reader: ReaderDep, study: str,
-              series: str, sop: str, frame: int, thumbnail: bool) -> Response:
+async def _instance(request: Request, services: Services, reader: ReaderDep, study: str,
+                    series: str, sop: str, frame: int, thumbnail: bool) -> Response:
     render_params = _params(request, thumbnail)
     row = index.instance(services, reader, params.uid(study, "StudyInstanceUID"),
                          params.uid(series, "SeriesInstanceUID"),
                          params.uid(sop, "SOPInstanceUID"))
-    return render_row(request, services, row, frame, render_params)
+    if _cheap(row, render_params):
+        return render_row(request, services, row, frame, render_params)
+    return await run_in_threadpool(render_row, request, services, row, frame, render_params)
+
+
+def _cheap(row: InstanceRow, render_params: RenderParams) -> bool:
+    """Does rendering ``row`` cost about a millisecond (a native frame of modest
+    size to JPEG)? Such a frame is rendered on the event loop: a hop to the
+    thread pool and back would cost a good part of that again. Decoders, big
+    frames, PNG and GIF go to the thread pool, so that they never hold up the
+    other requests of this process."""
+    if (render_params.media_type is not MediaType.JPEG
+            or row.transfer_syntax_uid not in NATIVE_LITTLE_ENDIAN
+            or row.pixel_data_length is None):
+        return False
+    return row.pixel_data_length // max(row.number_of_frames or 1, 1) <= INLINE_FRAME_BYTES
 
 
 def _frame_number(frame: str) -> int:
@@ -200,17 +219,17 @@ def rendered_series(study: str, series: str, request: Request, services: Service
 
 @router.get("/studies/{study}/series/{series}/instances/{sop}/rendered",
             summary="Rendered instance (first frame)")
-def rendered_instance(study: str, series: str, sop: str, request: Request,
-                      services: ServicesDep, reader: ReaderDep) -> Response:
-    return _instance(request, services, reader, study, series, sop, 0, thumbnail=False)
+async def rendered_instance(study: str, series: str, sop: str, request: Request,
+                            services: ServicesDep, reader: ReaderDep) -> Response:
+    return await _instance(request, services, reader, study, series, sop, 0, thumbnail=False)
 
 
 @router.get("/studies/{study}/series/{series}/instances/{sop}/frames/{frame}/rendered",
             summary="Rendered frame")
-def rendered_frame(study: str, series: str, sop: str, frame: str, request: Request,
-                   services: ServicesDep, reader: ReaderDep) -> Response:
-    return _instance(request, services, reader, study, series, sop, _frame_number(frame),
-                     thumbnail=False)
+async def rendered_frame(study: str, series: str, sop: str, frame: str, request: Request,
+                         services: ServicesDep, reader: ReaderDep) -> Response:
+    return await _instance(request, services, reader, study, series, sop, _frame_number(frame),
+                           thumbnail=False)
 
 
 # -- thumbnails -----------------------------------------------------------------------
@@ -228,17 +247,17 @@ def thumbnail_series(study: str, series: str, request: Request, services: Servic
 
 @router.get("/studies/{study}/series/{series}/instances/{sop}/thumbnail",
             summary="Instance thumbnail")
-def thumbnail_instance(study: str, series: str, sop: str, request: Request,
-                       services: ServicesDep, reader: ReaderDep) -> Response:
-    return _instance(request, services, reader, study, series, sop, 0, thumbnail=True)
+async def thumbnail_instance(study: str, series: str, sop: str, request: Request,
+                             services: ServicesDep, reader: ReaderDep) -> Response:
+    return await _instance(request, services, reader, study, series, sop, 0, thumbnail=True)
 
 
 @router.get("/studies/{study}/series/{series}/instances/{sop}/frames/{frame}/thumbnail",
             summary="Frame thumbnail")
-def thumbnail_frame(study: str, series: str, sop: str, frame: str, request: Request,
-                    services: ServicesDep, reader: ReaderDep) -> Response:
-    return _instance(request, services, reader, study, series, sop, _frame_number(frame),
-                     thumbnail=True)
+async def thumbnail_frame(study: str, series: str, sop: str, frame: str, request: Request,
+                          services: ServicesDep, reader: ReaderDep) -> Response:
+    return await _instance(request, services, reader, study, series, sop, _frame_number(frame),
+                           thumbnail=True)
 
 
 # -- WADO-URI -------------------------------------------------------------------------
