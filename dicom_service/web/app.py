@@ -10,7 +10,17 @@ from starlette.middleware.gzip import GZipMiddleware
 
 from dicom_service import __version__
 from dicom_service.app import Services
-from dicom_service.web import admin, login, organisation, pages, panels, problems, profiles
+from dicom_service.web import (
+    admin,
+    login,
+    organisation,
+    pages,
+    panels,
+    problems,
+    profiles,
+    viewer,
+)
+from dicom_service.web.annotations import router as annotations_router
 from dicom_service.web.dicomweb import build_routers as dicomweb_routers
 
 # JSON (QIDO-RS, metadata) is gzipped for clients that accept it; images and
@@ -34,6 +44,8 @@ def create_app(services: Services) -> FastAPI:
     app.include_router(panels.enrolments)
     app.include_router(panels.router)
     app.include_router(panels.stats_router)
+    app.include_router(annotations_router)
+    app.include_router(viewer.router)
     pages.install(app)
     app.add_middleware(GZipMiddleware, minimum_size=1024, exclude_content_types=_NO_GZIP)
 
