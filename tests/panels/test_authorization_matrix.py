@@ -31,11 +31,19 @@ import pydicom
 import pytest
 from fastapi import FastAPI
 from fastapi.routing import APIRoute
-from sqlalchemy import update
+from sqlalchemy import select, update
 
 from dicom_service.care.accounts import AccountService
 from dicom_service.config import DEFAULT_PROFILES_DIR
-from dicom_service.db.models import Annotation, Peer, User, UserRole, utcnow
+from dicom_service.db.models import (
+    Annotation,
+    AuditEvent,
+    Instance,
+    Peer,
+    User,
+    UserRole,
+    utcnow,
+)
 from dicom_service.errors import Conflict
 from dicom_service.ingest.pipeline import Sender
 from dicom_service.web.app import create_app
@@ -655,3 +663,37 @@ def test_a_member_of_one_panel_cannot_guess_into_another(matrix: Matrix) -> None
     review = matrix.ctx["review"]
     ok = matrix.client.get(f"/dicom-web/studies/{review.study_uid}/metadata", headers=auth)
     assert ok.status_code == 200
+
+
+def test_after_withdrawal_no_route_returns_the_images(matrix: Matrix) -> None:
+    """Runs last (it erases the review panel's patient): after consent for care
+    is withdrawn, every image route answers 404 and every search leaves the
+    study out, for the patient's own centre and for the panel's members; the
+    files are gone and the audit holds the event."""
+    ctx = matrix.ctx["review"]
+    services = matrix.world.services
+    with services.db.engine.connect() as conn:
+        paths = [services.store.root / p for p in conn.scalars(
+            select(Instance.path).where(Instance.study_uid == ctx.study_uid))]
+    assert paths and all(p.exists() for p in paths)
+    for kind in ("lead", "expert1"):
+        assert _request(matrix, "GET", "/dicom-web/studies/{study}/metadata",
+                        RULES[("GET", "/dicom-web/studies/{study}/metadata")], ctx,
+                        kind) == ALLOW
+
+    services.care.withdraw_consent(ctx.pseudonym, actor=matrix.world.actor("lead"))
+
+    image_routes = [(method, path, rule) for (method, path), rule in RULES.items()
+                    if rule.expect is images]
+    assert len(image_routes) > 20
+    for kind in ("lead", "colleague", "expert1", "expert3", "guest"):
+        for method, path, rule in image_routes:
+            assert _request(matrix, method, path, rule, ctx, kind) == D404, (path, kind)
+    assert not any(p.exists() for p in paths)
+    with services.db.engine.connect() as conn:
+        events = conn.execute(select(AuditEvent.actor, AuditEvent.detail).where(
+            AuditEvent.action == "consent.withdraw",
+            AuditEvent.object_id == ctx.pseudonym)).all()
+    assert len(events) == 1
+    assert events[0].actor == matrix.world.actor("lead")
+    assert f"instances_removed={len(paths)}" in (events[0].detail or "")
