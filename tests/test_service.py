@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime
+import sqlite3
 import ssl
 import subprocess
 import sys
@@ -19,37 +20,118 @@ from pydicom.uid import ExplicitVRLittleEndian
 from pynetdicom import AE
 from pynetdicom.sop_class import Verification  # type: ignore[attr-defined]
 
+from dicom_service.app import build_services
 from dicom_service.config import Settings
+from dicom_service.demo import (
+    CREDENTIALS_FILE,
+    DEMO_CT_SLICES,
+    DEMO_PEOPLE,
+    DemoAccount,
+    read_credentials,
+    seed_network,
+)
 from dicom_service.errors import ConfigError
 from tests.conftest import CENTRE, PEER
-from tests.support.peers import echoscu, free_port, start_process, stop_process
+from tests.support.peers import echoscu, free_port, peer_env, start_process, stop_process
 from tests.support.service import ServiceProcess
+
+
+def _demo_login(client: httpx.Client, base: str, account: DemoAccount) -> None:
+    """The two login steps of the API with a demo account's password and TOTP key."""
+    first = client.post(f"{base}/api/auth/login",
+                        json={"username": account.username, "password": account.password})
+    assert first.status_code == 200, first.text
+    assert first.json()["second_factor"] == "totp"  # enrolled by the demo already
+    second = client.post(f"{base}/api/auth/totp", json={"code": account.totp().now()})
+    assert second.status_code == 200, second.text
 
 
 def test_demo_loads_the_sample_set_through_c_store(tmp_path: Path) -> None:
     data = tmp_path / "data"
     dicom_port, http_port = free_port(), free_port()
     log = tmp_path / "demo.log"
+    expected = DEMO_CT_SLICES + 16  # the CT series, and the sample set's other instances
     proc = start_process([sys.executable, "-m", "dicom_service.cli", "serve", "--demo",
                           "--data-dir", str(data), "--dicom-port", str(dicom_port),
-                          "--http-port", str(http_port)], log_path=log)
+                          "--http-port", str(http_port)], log_path=log,
+                         env=peer_env({"DICOM_SERVICE_COOKIE_SECURE": "false"}))
+    base = f"http://127.0.0.1:{http_port}"
     try:
-        deadline = time.monotonic() + 120
-        while "demo loaded" not in log.read_text() and time.monotonic() < deadline:
+        deadline = time.monotonic() + 240
+        while "passwords and TOTP keys" not in log.read_text() \
+                and time.monotonic() < deadline:
             assert proc.poll() is None, log.read_text()[-2000:]
+            assert "demo data could not be loaded" not in log.read_text(), log.read_text()
             time.sleep(0.5)
         text = log.read_text()
-        assert "demo loaded: 136 instances stored, 0 refused" in text, text[-2000:]
-        health = httpx.get(f"http://127.0.0.1:{http_port}/health", trust_env=False)
+        assert f"demo loaded: {expected} instances stored, 0 refused" in text, text[-2000:]
+        assert f"log in at http://127.0.0.1:{http_port}/app/ as lead, " in text
+        health = httpx.get(f"{base}/health", trust_env=False)
         assert health.status_code == 200
         assert health.json()["status"] == "ok"
-        metrics = httpx.get(f"http://127.0.0.1:{http_port}/metrics", trust_env=False).text
-        assert "dicom_service_instances_stored_total 136.0" in metrics
+        metrics = httpx.get(f"{base}/metrics", trust_env=False).text
+        assert f"dicom_service_instances_stored_total {expected}.0" in metrics
+
+        credentials = data / CREDENTIALS_FILE
+        assert f"{credentials} (readable by you only)" in text
+        assert credentials.stat().st_mode & 0o777 == 0o600
+        accounts = read_credentials(credentials)
+        assert sorted(accounts) == sorted(p.username for p in DEMO_PEOPLE)
+        for account in accounts.values():  # secrets are in the file, never in the log
+            assert account.password not in text
+            assert account.totp().secret not in text
+
+        with httpx.Client(trust_env=False, timeout=30) as lead:
+            _demo_login(lead, base, accounts["lead"])
+            mine = {p["state"]: p for p in lead.get(f"{base}/api/panels").json()}
+            assert sorted(mine) == ["draft", "review"]
+            assert mine["review"]["is_lead"] and mine["draft"]["urgent"]
+            panel_id = mine["review"]["id"]
+            panel = lead.get(f"{base}/api/panels/{panel_id}").json()
+            assert panel["area_code"] == "VASCA" and len(panel["studies"]) == 1
+            members = lead.get(f"{base}/api/panels/{panel_id}/members").json()
+            assert sorted(m["status"] for m in members) == ["accepted", "accepted", "invited"]
+            kinds = [c["kind"] for c in
+                     lead.get(f"{base}/api/panels/{panel_id}/contributions").json()]
+            assert sorted(kinds) == ["contribution", "contribution", "info_request"]
+            series = lead.get(f"{base}/dicom-web/studies/{panel['studies'][0]}/series",
+                              params={"Modality": "CT"}).json()
+            counts = [s["00201209"]["Value"][0] for s in series]
+            assert DEMO_CT_SLICES in counts, counts
+        with httpx.Client(trust_env=False, timeout=30) as guest:
+            _demo_login(guest, base, accounts["guest"])
+            invited = guest.get(f"{base}/api/panels").json()
+            assert [(p["id"], p["membership"]) for p in invited] == [(panel_id, "invited")]
+            assert guest.get(f"{base}/api/panels/{mine['draft']['id']}").status_code == 404
     finally:
         stop_process(proc)
     # the synthetic originals were generated in a temporary directory, not kept
     assert not any("demo-sample" in str(p) for p in data.rglob("*"))
-    assert len(list((data / "store" / "instances").rglob("*.dcm"))) == 136
+    assert len(list((data / "store" / "instances").rglob("*.dcm"))) == expected
+
+    # a second seeding on the same data directory adds nothing
+    before = credentials.read_text()
+    db = sqlite3.connect(data / "index.sqlite3")
+    try:
+        enrolled = [r[0] for r in db.execute("SELECT pseudonym FROM enrolments ORDER BY id")]
+    finally:
+        db.close()
+    assert len(enrolled) == 4  # one patient ID under two issuers
+    services = build_services(Settings(data_dir=data))
+    try:  # the sample set's first two patients, enrolled in this order
+        again, panel_ids = seed_network(services, {"Q-4471-ZQF": enrolled[0],
+                                                   "NO-ODG-5581": enrolled[1]})
+    finally:
+        services.close()
+    assert again == credentials and credentials.read_text() == before
+    assert panel_ids == [panel_id, mine["draft"]["id"]]
+    db = sqlite3.connect(data / "index.sqlite3")
+    try:
+        assert db.execute("SELECT COUNT(*) FROM users").fetchone()[0] == len(DEMO_PEOPLE)
+        assert db.execute("SELECT COUNT(*) FROM panels").fetchone()[0] == 2
+        assert db.execute("SELECT COUNT(*) FROM expert_group_members").fetchone()[0] == 3
+    finally:
+        db.close()
 
 
 def test_admin_api_requires_the_token_and_manages_enrolments(service: ServiceProcess) -> None:
