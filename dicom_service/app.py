@@ -12,6 +12,7 @@ from dataclasses import dataclass
 
 import pydicom
 
+from dicom_service.care.audit import ReadAudit
 from dicom_service.care.enrolment import CareService
 from dicom_service.config import Settings
 from dicom_service.db.session import Database
@@ -39,6 +40,7 @@ class Services:
     profiles: ProfileSet
     pipeline: IngestPipeline
     active: ActiveProfile
+    reads: ReadAudit  # audit of reads, buffered (care/audit.py)
 
     def active_profile(self) -> Profile:
         """The profile new instances get: the newest activation, else
@@ -55,6 +57,7 @@ class Services:
         return f"{p.name} v{p.version}"
 
     def close(self) -> None:
+        self.reads.close()  # writes the reads still buffered
         self.db.dispose()
 
 
@@ -81,6 +84,7 @@ def build_services(settings: Settings, *, recover: bool = False) -> Services:
     pipeline = IngestPipeline(db, store, care, lambda: holder[0].active_profile())
     services = Services(settings=settings, db=db, store=store, care=care, profiles=profiles,
                         pipeline=pipeline,
-                        active=ActiveProfile(db, settings.profiles_dir, profiles))
+                        active=ActiveProfile(db, settings.profiles_dir, profiles),
+                        reads=ReadAudit(db))
     holder.append(services)
     return services

@@ -334,6 +334,10 @@ def build_parser() -> argparse.ArgumentParser:
     from dicom_service import cli_profiles
 
     cli_profiles.add_commands(sub, common)
+
+    from dicom_service import cli_audit
+
+    cli_audit.add_commands(sub, common)
     return parser
 
 

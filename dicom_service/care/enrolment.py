@@ -137,6 +137,7 @@ class CareService:
         self.db = db
         self.store = store
         self._secret = server_secret
+        audit.use_key(db, server_secret)  # every audit row of this database is chained
         # immutable facts only; consent is always read from the database
         self._enrolments: dict[tuple[int, str], EnrolmentInfo] = {}
         self._pseudonymisers: dict[int, Pseudonymiser] = {}

@@ -17,13 +17,14 @@ from typing import Any, cast
 
 from pydicom.dataset import Dataset, FileMetaDataset
 from pydicom.uid import UID
-from sqlalchemy import Executable, Table, bindparam, insert, update
+from sqlalchemy import Executable, Table, bindparam, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.exc import SQLAlchemyError
 
 from dicom_service import metrics
+from dicom_service.care import audit
 from dicom_service.care.enrolment import CareService
-from dicom_service.db.models import AuditEvent, Enrolment, Instance, Series, Study, utcnow
+from dicom_service.db.models import Enrolment, Instance, Series, Study, utcnow
 from dicom_service.db.session import Database
 from dicom_service.deidentify import Profile
 from dicom_service.dicom.part10 import encode_part10
@@ -68,8 +69,8 @@ class _Statements:
     """The index statements, built once so that SQLAlchemy compiles them once."""
 
     def __init__(self, dialect: str) -> None:
-        study, series, instance, enrolment, audit_t = (
-            cast(Table, m.__table__) for m in (Study, Series, Instance, Enrolment, AuditEvent))
+        study, series, instance, enrolment = (
+            cast(Table, m.__table__) for m in (Study, Series, Instance, Enrolment))
         self.touch_enrolment = (
             update(enrolment)
             .where(enrolment.c.id == bindparam("b_id"), enrolment.c.consent_care.is_(True))
@@ -77,7 +78,6 @@ class _Statements:
         self.insert_study = _insert_ignore(dialect, study)
         self.insert_series = _insert_ignore(dialect, series)
         self.insert_instance = _insert_ignore(dialect, instance)
-        self.insert_audit = insert(audit_t)
 
 
 def _int_or_none(value: Any) -> int | None:
@@ -95,6 +95,7 @@ class IngestPipeline:
         self.care = care
         self.active_profile = active_profile
         self._statements = _Statements(db.dialect)
+        self._audit = audit.chain_for(db)  # the CareService registered its key
         # series this process has indexed: their study and series rows exist
         self._known_series: set[str] = set()
 
@@ -233,11 +234,10 @@ class IngestPipeline:
                 "number_of_frames": facts.number_of_frames,
                 "pixel_data_offset": facts.pixel_data_offset,
                 "pixel_data_length": facts.pixel_data_length}).rowcount
-            conn.execute(st.insert_audit, {
-                "at": now, "actor": sender.actor,
-                "action": "instance.store" if new else "instance.resend",
-                "object_type": "instance", "object_id": key.sop_uid, "result": "ok",
-                "detail": None})
+            # chained here, inside the write lock this transaction already holds
+            self._audit.append(conn, [audit.Event(
+                now, sender.actor, "instance.store" if new else "instance.resend",
+                "instance", key.sop_uid)])
         if len(self._known_series) >= 100_000:
             self._known_series.clear()
         self._known_series.add(key.series_uid)

@@ -12,6 +12,7 @@ from dicom_service import __version__
 from dicom_service.app import Services
 from dicom_service.web import (
     admin,
+    audit_routes,
     login,
     organisation,
     pages,
@@ -39,11 +40,12 @@ def create_app(services: Services) -> FastAPI:
         app.include_router(router)
     app.include_router(admin.router)
     app.include_router(profiles.router)
-    app.include_router(login.router)
+    app.include_router(audit_routes.router)
     app.include_router(organisation.router)
     app.include_router(panels.enrolments)
     app.include_router(panels.router)
     app.include_router(panels.stats_router)
+    app.include_router(login.router)
     app.include_router(annotations_router)
     app.include_router(viewer.router)
     pages.install(app)
