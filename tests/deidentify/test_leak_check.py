@@ -178,8 +178,9 @@ def test_two_studies_of_one_patient_share_pseudonym_and_date_shift(
         and f["label"] != "ct"
     }
     assert a.PatientID not in others
-    # with shifted dates: one shift for both studies, so the interval stays
-    profile = profile_with(tmp_path, "retain_longitudinal_modified_dates", base=ACTIVE.name)
+    # the active profile shifts dates: one shift for both studies, so the interval stays
+    assert "retain_longitudinal_modified_dates" in {o.name for o in ACTIVE.options}
+    profile = ACTIVE
     shifted = []
     for entry in (first, second):
         ds = dcmread(src / entry["path"])
