@@ -18,7 +18,7 @@ can probe for the existence of other patients' studies.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Annotated, Any
+from typing import Annotated, Any, NoReturn
 
 from fastapi import Depends, HTTPException, Request
 from sqlalchemy import ColumnElement, false, or_
@@ -85,8 +85,16 @@ def authenticate(request: Request, services: Services) -> Principal:
                              bound_enrolments=frozenset({grant.enrolment_id}))
     principal = auth.principal_from_request(request, services)
     if principal is None:
-        raise HTTPException(401, "Unauthorized", headers=_CHALLENGE)
+        refuse(request, services, "anonymous", "no valid credential")
     return principal
+
+
+def refuse(request: Request, services: Services, actor: str, why: str) -> NoReturn:
+    """Audit a refused request (buffered, coalesced) and answer 401."""
+    route = request.scope.get("route")
+    where = str(getattr(route, "path", None) or request.url.path)[:64]
+    services.reads.note(actor, f"auth.refused: {why}"[:64], "route", where, "refused")
+    raise HTTPException(401, "Unauthorized", headers=_CHALLENGE)
 
 
 def person_of(services: Services, principal: Principal) -> Person | None:
@@ -127,14 +135,14 @@ def can_upload_for(services: Services, principal: Principal, enrolment_id: int,
 def current_reader(request: Request, services: ServicesDep) -> Reader:
     principal = authenticate(request, services)
     if SCOPE_DICOMWEB not in principal.scopes:  # e.g. a personal token for the API only
-        raise HTTPException(401, "Unauthorized", headers=_CHALLENGE)
+        refuse(request, services, principal.actor, "no dicomweb scope")
     return Reader(principal=principal, scope=scope_of(services, principal))
 
 
 def current_uploader(request: Request, services: ServicesDep) -> Principal:
     principal = authenticate(request, services)
     if SCOPE_DICOMWEB not in principal.scopes:
-        raise HTTPException(401, "Unauthorized", headers=_CHALLENGE)
+        refuse(request, services, principal.actor, "no dicomweb scope")
     return principal
 
 
@@ -151,7 +159,7 @@ def current_person(request: Request, services: ServicesDep) -> Caller:
     principal = authenticate(request, services)
     person = person_of(services, principal)
     if person is None or SCOPE_API not in principal.scopes:
-        raise HTTPException(401, "Unauthorized", headers=_CHALLENGE)
+        refuse(request, services, principal.actor, "no person with the api scope")
     return Caller(principal, person)
 
 
@@ -164,8 +172,11 @@ def current_admin(request: Request, services: ServicesDep) -> str:
     principal = authenticate(request, services)
     person = person_of(services, principal)
     if person is None or SCOPE_API not in principal.scopes:
-        raise HTTPException(401, "Unauthorized", headers=_CHALLENGE)
+        refuse(request, services, principal.actor, "no person with the api scope")
     if not person.is_admin:
+        services.reads.note(principal.actor, "admin.refused", "route",
+                            str(getattr(request.scope.get("route"), "path", ""))[:64],
+                            "refused")
         raise Forbidden("platform administrators only")
     return principal.actor
 

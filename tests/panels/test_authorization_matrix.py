@@ -665,6 +665,37 @@ def test_a_member_of_one_panel_cannot_guess_into_another(matrix: Matrix) -> None
     assert ok.status_code == 200
 
 
+def test_reads_and_refusals_are_audited(matrix: Matrix) -> None:
+    """What the policy allows or refuses lands in the audit: a member's read,
+    an outsider's refused read (told apart from a study that does not exist,
+    which the caller cannot), a search, a request without credentials."""
+    ctx = matrix.ctx["meeting"]
+    client, tokens = matrix.client, matrix.tokens
+    meta = f"/dicom-web/studies/{ctx.study_uid}/metadata"
+    missing = "2.25.1234567890"
+    assert client.get(meta, headers={"Authorization": f"Bearer {tokens['expert1']}"}
+                      ).status_code == 200
+    outsider = {"Authorization": f"Bearer {tokens['outsider']}"}
+    refused = client.get(meta, headers=outsider)
+    absent = client.get(f"/dicom-web/studies/{missing}/metadata", headers=outsider)
+    assert refused.status_code == absent.status_code == 404
+    assert refused.json() == absent.json()  # the caller cannot tell them apart
+    assert client.get("/dicom-web/studies", headers=outsider).status_code == 200
+    assert client.get(meta).status_code == 401
+    matrix.world.services.reads.flush()
+    with matrix.world.services.db.engine.connect() as conn:
+        rows = {(r.actor, r.action, r.object_id, r.result) for r in conn.execute(
+            select(AuditEvent.actor, AuditEvent.action, AuditEvent.object_id,
+                   AuditEvent.result))}
+    w = matrix.world
+    assert (w.actor("expert1"), "dicomweb.read", ctx.study_uid, "ok") in rows
+    assert (w.actor("outsider"), "dicomweb.read", ctx.study_uid, "refused") in rows
+    assert (w.actor("outsider"), "dicomweb.read", missing, "not-found") in rows
+    assert (w.actor("outsider"), "dicomweb.search", "studies", "ok") in rows
+    assert ("anonymous", "auth.refused: no valid credential",
+            "/studies/{study}/metadata", "refused") in rows
+
+
 def test_after_withdrawal_no_route_returns_the_images(matrix: Matrix) -> None:
     """Runs last (it erases the review panel's patient): after consent for care
     is withdrawn, every image route answers 404 and every search leaves the

@@ -7,6 +7,7 @@ exist: both raise :class:`NotFound` (404).
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import NoReturn
 
 from sqlalchemy import bindparam, select
 
@@ -59,7 +60,8 @@ def instances(services: Services, reader: Reader, study_uid: str,
     # the policy, once more per row: a route never sees a row it may not read
     rows = [r for r in rows if reader.sees(r.enrolment_id, r.study_uid)]
     if not rows:
-        raise NotFound(NOT_FOUND)
+        _refused(services, reader, study_uid)
+    note_read(services, reader, study_uid)
     return rows
 
 
@@ -78,8 +80,29 @@ def instance(services: Services, reader: Reader, study_uid: str, series_uid: str
         found = conn.execute(_BY_KEY, {"sop": sop_uid, "series": series_uid,
                                        "study": study_uid}).first()
     if found is None:
-        raise NotFound(NOT_FOUND)
+        _refused(services, reader, study_uid)
     row = InstanceRow(**found._mapping)
     if not reader.sees(row.enrolment_id, row.study_uid):
-        raise NotFound(NOT_FOUND)
+        _refused(services, reader, study_uid)
+    note_read(services, reader, study_uid)
     return row
+
+
+_ANY_OF_STUDY = select(Instance.sop_uid).where(Instance.study_uid == bindparam("study")).limit(1)
+
+
+def note_read(services: Services, reader: Reader, study_uid: str,
+              action: str = "dicomweb.read") -> None:
+    """Audit a read of one study (buffered; identical reads coalesce)."""
+    services.reads.note(reader.principal.actor, action, "study", study_uid)
+
+
+def _refused(services: Services, reader: Reader, study_uid: str) -> NoReturn:
+    """Audit a read that found nothing, telling a study the caller may not see
+    ("refused") from one that does not exist ("not-found"), then raise the same
+    404 for both: the caller learns nothing, the audit everything."""
+    with services.db.engine.connect() as conn:
+        exists = conn.execute(_ANY_OF_STUDY, {"study": study_uid}).first() is not None
+    services.reads.note(reader.principal.actor, "dicomweb.read", "study", study_uid,
+                        "refused" if exists else "not-found")
+    raise NotFound(NOT_FOUND)

@@ -29,6 +29,7 @@ from dicom_service.app import Services
 from dicom_service.db.models import Instance, Series, Study
 from dicom_service.web.deps import ServicesDep
 from dicom_service.web.dicomweb import params
+from dicom_service.web.dicomweb.index import note_read
 from dicom_service.web.dicomweb.matching import (
     Attribute,
     Matcher,
@@ -374,13 +375,20 @@ def _instance_answer(services: Services, reader: Reader, base: str, q: Query,
     return _answer(q, items, INSTANCE_TAGS, extra)
 
 
+def _note_search(services: Services, reader: Reader, level: str) -> None:
+    """Audit a search across studies (buffered; identical searches coalesce)."""
+    services.reads.note(reader.principal.actor, "dicomweb.search", "level", level)
+
+
 @router.get("/studies", summary="Search for studies (PS3.18 10.6)")
 def search_studies(request: Request, services: ServicesDep, reader: ReaderDep) -> Response:
+    _note_search(services, reader, "studies")
     return _search_studies(services, reader, _base(request), parse_query(request))
 
 
 @router.get("/series", summary="Search for series (all studies)")
 def search_all_series(request: Request, services: ServicesDep, reader: ReaderDep) -> Response:
+    _note_search(services, reader, "series")
     q = parse_query(request)
     return _series_answer(services, reader, _base(request), q, None, ("0020000D",))
 
@@ -389,6 +397,7 @@ def search_all_series(request: Request, services: ServicesDep, reader: ReaderDep
 def search_series(study: str, request: Request, services: ServicesDep,
                   reader: ReaderDep) -> Response:
     study_uid = params.uid(study, "StudyInstanceUID")
+    note_read(services, reader, study_uid, "dicomweb.search")
     q = parse_query(request)
     return _series_answer(services, reader, _base(request), q, study_uid)
 
@@ -396,6 +405,7 @@ def search_series(study: str, request: Request, services: ServicesDep,
 @router.get("/instances", summary="Search for instances (all studies)")
 def search_all_instances(request: Request, services: ServicesDep,
                          reader: ReaderDep) -> Response:
+    _note_search(services, reader, "instances")
     q = parse_query(request)
     return _instance_answer(services, reader, _base(request), q, None, None,
                             ("0020000D", "0020000E"))
@@ -405,6 +415,7 @@ def search_all_instances(request: Request, services: ServicesDep,
 def search_study_instances(study: str, request: Request, services: ServicesDep,
                            reader: ReaderDep) -> Response:
     study_uid = params.uid(study, "StudyInstanceUID")
+    note_read(services, reader, study_uid, "dicomweb.search")
     q = parse_query(request)
     return _instance_answer(services, reader, _base(request), q, study_uid, None,
                             ("0020000E",))
@@ -416,5 +427,6 @@ def search_series_instances(study: str, series: str, request: Request, services:
                             reader: ReaderDep) -> Response:
     study_uid = params.uid(study, "StudyInstanceUID")
     series_uid = params.uid(series, "SeriesInstanceUID")
+    note_read(services, reader, study_uid, "dicomweb.search")
     q = parse_query(request)
     return _instance_answer(services, reader, _base(request), q, study_uid, series_uid)
