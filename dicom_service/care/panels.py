@@ -138,6 +138,9 @@ class PanelDetail:
     area_code: str
     pseudonym: str
     lead_user_id: int
+    lead_name: str
+    # consent for care of the panel's patient (its withdrawal closes the panel)
+    consent_care: bool
     min_contributions: int
     created_at: datetime
     closed_at: datetime | None
@@ -331,7 +334,10 @@ class PanelService:
 
     def _detail(self, s: Session, view: PanelView) -> PanelDetail:
         p = _panel(s, view.panel_id)
-        pseudonym = s.scalar(select(Enrolment.pseudonym).where(Enrolment.id == p.enrolment_id))
+        pseudonym, consent_care = s.execute(
+            select(Enrolment.pseudonym, Enrolment.consent_care)
+            .where(Enrolment.id == p.enrolment_id)).one()
+        lead_name = s.scalar(select(User.display_name).where(User.id == p.lead_user_id))
         code = s.scalar(select(ThematicArea.code).where(ThematicArea.id == p.area_id))
         studies = tuple(s.scalars(select(PanelStudy.study_uid)
                                   .where(PanelStudy.panel_id == p.id)
@@ -349,6 +355,7 @@ class PanelService:
             id=p.id, title=p.title, state=p.state, round=p.round, urgent=p.urgent,
             network_id=p.network_id, area_id=p.area_id, area_code=code or "",
             pseudonym=pseudonym or "", lead_user_id=p.lead_user_id,
+            lead_name=lead_name or "", consent_care=bool(consent_care),
             min_contributions=p.min_contributions, created_at=p.created_at,
             closed_at=p.closed_at, archived_at=p.archived_at, studies=studies,
             is_lead=view.is_lead, membership=view.membership, images=view.images,

@@ -153,6 +153,8 @@ class PanelOut(BaseModel):
     area_code: str
     pseudonym: str
     lead_user_id: int
+    lead_name: str
+    consent_care: bool = Field(description="the patient's consent for care stands")
     min_contributions: int
     created_at: datetime
     closed_at: datetime | None
@@ -263,8 +265,9 @@ def _panel(p: PanelDetail) -> PanelOut:
     return PanelOut(
         id=p.id, title=p.title, state=p.state, round=p.round, urgent=p.urgent,
         network_id=p.network_id, area_id=p.area_id, area_code=p.area_code,
-        pseudonym=p.pseudonym, lead_user_id=p.lead_user_id,
-        min_contributions=p.min_contributions, created_at=p.created_at, closed_at=p.closed_at,
+        pseudonym=p.pseudonym, lead_user_id=p.lead_user_id, lead_name=p.lead_name,
+        consent_care=p.consent_care, min_contributions=p.min_contributions,
+        created_at=p.created_at, closed_at=p.closed_at,
         archived_at=p.archived_at, studies=list(p.studies), is_lead=p.is_lead,
         membership=p.membership, images=p.images, next_states=list(p.next_states),
         outcome=p.outcome, rounds=rounds)

@@ -111,6 +111,7 @@ def test_a_panel_through_its_life_by_http(client: TestClient, world: World,
     assert created.status_code == 201, created.text
     panel = created.json()
     assert (panel["state"], panel["is_lead"], panel["urgent"]) == ("draft", True, True)
+    assert (panel["lead_name"], panel["consent_care"]) == ("Lead", True)
     pid = panel["id"]
     assert client.post(f"/api/panels/{pid}/transition", json={"to": "inviting"}).json()[
         "state"] == "inviting"

@@ -48,7 +48,7 @@ async function act(fn, done) {
 
 function author(id) {
   if (id === me.id) return `${me.display_name} (you)`;
-  if (id === panel.lead_user_id) return names.get(id) || "The lead";
+  if (id === panel.lead_user_id) return names.get(id) || panel.lead_name || "The lead";
   return names.get(id) || `Person #${id}`;
 }
 
@@ -77,10 +77,9 @@ async function renderConsent() {
       `registries: ${yes(e.consent_registries)} · research contact: ${yes(e.consent_research)}.`;
   } catch (err) {
     if (!(err instanceof ApiError) || ![403, 404].includes(err.status)) throw err;
-    // a withdrawal of consent for care closes every open panel of the patient
-    $("consent").textContent = ACTIVE.has(panel.state)
-      ? "Consent for care: active (the forms stay at the patient's centre)."
-      : "Consent: recorded at the patient's centre.";
+    $("consent").textContent = panel.consent_care
+      ? "Consent for care: active (the signed forms stay at the patient's centre)."
+      : "Consent for care: withdrawn; the images were erased.";
   }
 }
 
