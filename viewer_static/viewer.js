@@ -203,7 +203,10 @@ export class Viewer {
         })).sort((a, b) => a.number - b.number)));
       this.series = lists.flat();
       if (!this.series.length) throw new Error("no images to show");
-      const first = this.series.find((s) => !NON_IMAGE.has(s.modality) && s.count > 0) ||
+      // open the main stack (the image series with the most instances; the
+      // first of them on a tie), not a localizer that happens to be series 1
+      const images = this.series.filter((s) => !NON_IMAGE.has(s.modality) && s.count > 0);
+      const first = images.reduce((best, s) => (s.count > best.count ? s : best), images[0]) ||
         this.series[0];
       first.metadata = this.loadMetadata(first); // asked before any DOM work
       this.listSeries();
