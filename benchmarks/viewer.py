@@ -1,15 +1,16 @@
 """The embedded viewer in Chromium: first image, scrolling and window drag.
 
-A CT series (``sample_data.generate.write_ct_series``, 300 x 512^2 by
-default) is sent by DCMTK storescu to a fresh ``dicom-service serve`` in a
-temporary data directory (``serve --demo`` holds only a 120-slice CT, so the
-benchmark loads its own series); an enrolment token is issued by the CLI. Debian's
-Chromium (headless, Playwright) opens ``/viewer/index.html#study=...&token=...``.
-Everything runs inside one private network namespace on 127.0.0.1 (the script
-re-executes itself under ``unshare -n`` first).
+``dicom-service serve --demo`` runs in a temporary data directory (its sample
+set holds a 300-slice 512x512 CT, stored through C-STORE, and an open panel
+sharing that study). The benchmark logs in as the demo's lead with password
+and TOTP (``demo-credentials.txt``) and opens the panel in the standalone
+viewer (``/viewer/index.html#panel=ID``) with that session, the way a panel
+member reads it; the viewer opens the CT's 300-slice stack. Debian's Chromium
+(headless, Playwright). Everything runs inside one private network namespace
+on 127.0.0.1 (the script re-executes itself under ``unshare -n`` first).
 
-    .venv/bin/python benchmarks/viewer.py              # 300 slices, 5 page loads
-    .venv/bin/python benchmarks/viewer.py --quick      # 60 slices, 2 page loads
+    .venv/bin/python benchmarks/viewer.py              # 5 page loads, 300 pointer moves
+    .venv/bin/python benchmarks/viewer.py --quick      # 2 page loads, 120 pointer moves
 
 Every figure is measured inside the page with ``performance.now()``:
 
@@ -34,8 +35,10 @@ import os
 import platform
 import shutil
 import statistics
+import subprocess
 import sys
 import tempfile
+import time
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -46,16 +49,22 @@ if str(REPO) not in sys.path:
 
 from playwright.sync_api import Browser, sync_playwright  # noqa: E402
 
-from sample_data.generate import write_ct_series  # noqa: E402
-from tests.support.peers import ensure_private_netns, storescu  # noqa: E402
-from tests.support.service import ServiceProcess  # noqa: E402
+from dicom_service.demo import (  # noqa: E402
+    CREDENTIALS_FILE,
+    DEMO_CT_SLICES,
+    DemoAccount,
+    read_credentials,
+)
+from tests.support.peers import (  # noqa: E402
+    ensure_private_netns,
+    free_port,
+    peer_env,
+    start_process,
+    stop_process,
+)
 
 CHROMIUM = "/usr/bin/chromium"
 CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage"]
-CALLING_AET = "BENCHSCU"
-CENTRE = "BENCH-CENTRE"
-PATIENT_ID = "BENCH-0001"
-ISSUER = "HOSP-A"
 
 # one ArrowDown per animation frame; frames drawn per second
 SCROLL_JS = """async (n) => {
@@ -118,25 +127,49 @@ def log(message: str) -> None:
     print(message, file=sys.stderr, flush=True)
 
 
-def start_service(workdir: Path, files: list[Path]) -> tuple[ServiceProcess, str, str]:
-    """A fresh service holding ``files``; (service, study UID, token)."""
-    svc = ServiceProcess(workdir / "data")
-    svc.setup_peer(CENTRE, CALLING_AET)
-    pseudonym = svc.enrol(CENTRE, PATIENT_ID, ISSUER)
-    token = svc.cli("tokens", "issue", "--enrolment", pseudonym).stdout.strip()
-    svc.start()
-    result = storescu(files, "127.0.0.1", svc.dicom_port, svc.ae_title, CALLING_AET)
-    if result.returncode != 0:
-        svc.stop()
-        raise RuntimeError(f"storescu failed: {result.stderr[-500:]}")
-    study = str(svc.query("SELECT DISTINCT study_uid FROM instances")[0][0])
-    return svc, study, token
+def start_demo(workdir: Path) -> tuple[subprocess.Popen[bytes], str]:
+    """``serve --demo`` in ``workdir``; (process, base URL) once the demo is loaded."""
+    data, log_path = workdir / "data", workdir / "serve.log"
+    http_port, dicom_port = free_port(), free_port()
+    proc = start_process([sys.executable, "-m", "dicom_service.cli", "serve", "--demo",
+                          "--data-dir", str(data), "--http-port", str(http_port),
+                          "--dicom-port", str(dicom_port)], log_path=log_path,
+                         env=peer_env({"DICOM_SERVICE_COOKIE_SECURE": "false"}))
+    deadline = time.monotonic() + 600
+    while "demo loaded" not in log_path.read_text(errors="replace"):
+        if proc.poll() is not None or time.monotonic() > deadline:
+            stop_process(proc)
+            raise RuntimeError("serve --demo did not load: "
+                               + log_path.read_text(errors="replace")[-1500:])
+        time.sleep(0.5)
+    return proc, f"http://127.0.0.1:{http_port}"
 
 
-def one_load(browser: Browser, url: str, slices: int, timeout_ms: float) -> dict[str, Any]:
-    """Open the viewer in a fresh context; the page's own timings."""
+def login_state(browser: Browser, base: str, account: DemoAccount) -> tuple[Any, int]:
+    """Log in through the API (password, then TOTP); the browser state with the
+    session cookie, and the ID of the lead's open panel."""
+    context = browser.new_context()
+    try:
+        api = context.request
+        first = api.post(f"{base}/api/auth/login",
+                         data={"username": account.username, "password": account.password})
+        if first.status != 200:
+            raise RuntimeError(f"login refused: {first.status} {first.text()[:200]}")
+        second = api.post(f"{base}/api/auth/totp", data={"code": account.totp().now()})
+        if second.status != 200:
+            raise RuntimeError(f"second factor refused: {second.status} {second.text()[:200]}")
+        panels = api.get(f"{base}/api/panels").json()
+        panel = next(p["id"] for p in panels if p["state"] == "review")
+        return context.storage_state(), panel
+    finally:
+        context.close()
+
+
+def one_load(browser: Browser, url: str, state: Any, slices: int,
+             timeout_ms: float) -> dict[str, Any]:
+    """Open the viewer in a fresh context (the same session); the page's own timings."""
     context = browser.new_context(viewport={"width": 1280, "height": 800},
-                                  device_scale_factor=1, bypass_csp=True)
+                                  device_scale_factor=1, bypass_csp=True, storage_state=state)
     try:
         page = context.new_page()
         page.goto(url)
@@ -151,10 +184,10 @@ def one_load(browser: Browser, url: str, slices: int, timeout_ms: float) -> dict
         context.close()
 
 
-def interaction(browser: Browser, url: str, slices: int, timeout_ms: float,
+def interaction(browser: Browser, url: str, state: Any, slices: int, timeout_ms: float,
                 moves: int) -> dict[str, Any]:
     context = browser.new_context(viewport={"width": 1280, "height": 800},
-                                  device_scale_factor=1, bypass_csp=True)
+                                  device_scale_factor=1, bypass_csp=True, storage_state=state)
     try:
         page = context.new_page()
         page.goto(url)
@@ -174,16 +207,15 @@ def interaction(browser: Browser, url: str, slices: int, timeout_ms: float,
 def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--slices", type=int, default=300)
     parser.add_argument("--loads", type=int, default=5, help="page loads for first image")
     parser.add_argument("--moves", type=int, default=300, help="pointer moves of the drag")
-    parser.add_argument("--quick", action="store_true", help="60 slices, 2 page loads")
+    parser.add_argument("--quick", action="store_true", help="2 page loads, 120 moves")
     parser.add_argument("--workdir", type=Path, default=None)
     parser.add_argument("--keep", action="store_true")
     parser.add_argument("--json-out", type=Path, default=None)
     args = parser.parse_args(argv)
     if args.quick:
-        args.slices, args.loads, args.moves = 60, 2, 120
+        args.loads, args.moves = 2, 120
     return args
 
 
@@ -193,30 +225,31 @@ def main(argv: Sequence[str] | None = None) -> int:
     root = Path(tempfile.mkdtemp(prefix="viewer-bench-", dir=args.workdir))
     result: dict[str, Any] = {
         "benchmark": "viewer",
-        "series": f"write_ct_series(n={args.slices}, size=512), Explicit VR LE",
+        "series": f"serve --demo: the sample set's CT, {DEMO_CT_SLICES} x 512^2, Explicit VR LE",
         "env": {"cpus": os.cpu_count(), "python": platform.python_version(),
                 "load_1min_at_start": round(os.getloadavg()[0], 2)},
     }
-    svc = None
+    slices = DEMO_CT_SLICES
+    proc = None
     try:
-        log(f"writing {args.slices} slices and loading them through C-STORE")
-        files = write_ct_series(root / "series", n=args.slices)
-        svc, study, token = start_service(root, files)
-        url = (f"http://127.0.0.1:{svc.http_port}/viewer/index.html"
-               f"#study={study}&token={token}")
+        log("starting serve --demo (generates and stores the sample set)")
+        proc, base = start_demo(root)
+        lead = read_credentials(root / "data" / CREDENTIALS_FILE)["lead"]
         timeout_ms = 120_000.0
         with sync_playwright() as p:
             browser = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
             try:
                 result["env"]["chromium"] = browser.version
-                loads = [one_load(browser, url, args.slices, timeout_ms)
+                state, panel = login_state(browser, base, lead)
+                url = f"{base}/viewer/index.html#panel={panel}"
+                loads = [one_load(browser, url, state, slices, timeout_ms)
                          for _ in range(args.loads)]
                 for i, load in enumerate(loads):
                     log(f"load {i + 1}: first image {load['first_image_ms']:.0f} ms, first raw "
-                        f"frame {load['first_raw_ms']:.0f} ms, all {args.slices} frames "
+                        f"frame {load['first_raw_ms']:.0f} ms, all {slices} frames "
                         f"cached {load['prefetch_ms']:.0f} ms; requests [start, end] ms: "
                         f"{load['steps']}")
-                done = interaction(browser, url, args.slices, timeout_ms, args.moves)
+                done = interaction(browser, url, state, slices, timeout_ms, args.moves)
             finally:
                 browser.close()
         scroll, drag = done["scroll"], done["drag"]
@@ -239,8 +272,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             f"{result['window_drag_fps']} frames/s, {result['window_drag_draw_ms']} ms per draw "
             f"(goal 60)")
     finally:
-        if svc is not None:
-            svc.stop()
+        if proc is not None:
+            stop_process(proc)
         if args.keep:
             log(f"kept {root}")
         else:
