@@ -165,16 +165,23 @@ def login_state(browser: Browser, base: str, account: DemoAccount) -> tuple[Any,
         context.close()
 
 
+def open_viewer(browser: Browser, url: str, state: Any, slices: int,
+                timeout_ms: float) -> tuple[Any, Any]:
+    """A fresh context with the session; the viewer page once every frame is cached."""
+    context = browser.new_context(viewport={"width": 1280, "height": 800},
+                                  device_scale_factor=1, bypass_csp=True, storage_state=state)
+    page = context.new_page()
+    page.goto(url)
+    page.wait_for_function("n => window.viewer && window.viewer.status().loaded === n",
+                           arg=slices, timeout=timeout_ms)
+    return context, page
+
+
 def one_load(browser: Browser, url: str, state: Any, slices: int,
              timeout_ms: float) -> dict[str, Any]:
     """Open the viewer in a fresh context (the same session); the page's own timings."""
-    context = browser.new_context(viewport={"width": 1280, "height": 800},
-                                  device_scale_factor=1, bypass_csp=True, storage_state=state)
+    context, page = open_viewer(browser, url, state, slices, timeout_ms)
     try:
-        page = context.new_page()
-        page.goto(url)
-        page.wait_for_function("n => window.viewer && window.viewer.status().loaded === n",
-                               arg=slices, timeout=timeout_ms)
         m = page.evaluate("() => window.viewer.metrics")
         steps = page.evaluate(STEPS_JS, m["openAt"])
         return {"steps": steps, "first_image_ms": m["firstDrawAt"] - m["openAt"],
@@ -186,13 +193,8 @@ def one_load(browser: Browser, url: str, state: Any, slices: int,
 
 def interaction(browser: Browser, url: str, state: Any, slices: int, timeout_ms: float,
                 moves: int) -> dict[str, Any]:
-    context = browser.new_context(viewport={"width": 1280, "height": 800},
-                                  device_scale_factor=1, bypass_csp=True, storage_state=state)
+    context, page = open_viewer(browser, url, state, slices, timeout_ms)
     try:
-        page = context.new_page()
-        page.goto(url)
-        page.wait_for_function("n => window.viewer && window.viewer.status().loaded === n",
-                               arg=slices, timeout=timeout_ms)
         scroll = page.evaluate(SCROLL_JS, slices - 1)
         if scroll["index"] != slices - 1:
             raise RuntimeError(f"scrolling ended at {scroll['index']}, not {slices - 1}")

@@ -90,3 +90,9 @@ export function fmtDate(iso) {
   const d = new Date(iso);
   return isNaN(d) ? iso : d.toISOString().slice(0, 16).replace("T", " ");
 }
+
+/** How the pages name a panel's states. */
+export const STATE_NAMES = {
+  draft: "draft", inviting: "inviting", review: "open for review", meeting: "meeting",
+  outcome: "outcome", closed: "closed", archived: "archived",
+};

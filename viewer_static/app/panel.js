@@ -3,16 +3,11 @@
 // viewer, contributions and requests for information, the outcome, members
 // and invitations. Every action is one API call; the server decides who may
 // do what, and its refusal (problem detail) is shown as it is.
-import { api, ApiError, el, fmtDate, requireLogin, showError, topBar } from "/app/common.js";
+import { api, ApiError, el, fmtDate, requireLogin, showError, STATE_NAMES, topBar } from "/app/common.js";
 
 const $ = (id) => document.getElementById(id);
 const error = $("error");
 const notice = $("notice");
-
-const STATE_NAMES = {
-  draft: "draft", inviting: "inviting", review: "open for review", meeting: "meeting",
-  outcome: "outcome", closed: "closed", archived: "archived",
-};
 // mirror dicom_service/care/panels.py: what the page offers in which state
 const ACTIVE = new Set(["inviting", "review", "meeting", "outcome"]);
 const CONTRIBUTE = new Set(["inviting", "review", "meeting"]);

@@ -1,16 +1,11 @@
 // "My panels": the panels the person leads, is a member of or follows, their
 // open invitations (accept or decline), and for clinicians a form that opens a
 // new draft panel about an enrolment of their centre.
-import { api, ApiError, el, fmtDate, requireLogin, showError, topBar } from "/app/common.js";
+import { api, ApiError, el, fmtDate, requireLogin, showError, STATE_NAMES, topBar } from "/app/common.js";
 
 const $ = (id) => document.getElementById(id);
 const error = $("error");
 const notice = $("notice");
-
-const STATE_NAMES = {
-  draft: "draft", inviting: "inviting", review: "open for review", meeting: "meeting",
-  outcome: "outcome", closed: "closed", archived: "archived",
-};
 
 function roleOf(p) {
   if (p.is_lead) return "lead";
