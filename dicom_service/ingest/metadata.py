@@ -124,10 +124,38 @@ def _dataset(ds: Dataset, bulk_base: str | None,
         raw = raw_elements[tag]
         encoded = None
         if isinstance(raw, RawDataElement):
-            encoded = _raw(raw, text_codec, bulk_base)
+            if raw.VR == "SQ":
+                encoded = _raw_sequence(ds, raw, text_codec)
+            else:
+                encoded = _raw(raw, text_codec, bulk_base)
         out[f"{tag:08X}"] = (encoded if encoded is not None
                              else _element(ds[tag], bulk_base, text_codec))
     return out
+
+
+# DICOM JSON of small sequences still encoded as the writer wrote them, by
+# their bytes: the de-identification markers (method codes, contributing
+# equipment) are the same bytes in every instance, and decoding them costs more
+# than the rest of an instance's header. Only de-identified output, which the
+# index stores anyway, is ever in here; the values are never mutated.
+_SEQUENCES: dict[tuple[int, bytes, bool, bool, str | None], dict[str, Any]] = {}
+_SEQUENCE_CACHE_BYTES = 1024
+_SEQUENCE_CACHE_SIZE = 64
+
+
+def _raw_sequence(ds: Dataset, raw: RawDataElement,
+                  text_codec: str | None) -> dict[str, Any] | None:
+    value = raw.value
+    if value is None or len(value) > _SEQUENCE_CACHE_BYTES or raw.length == 0xFFFFFFFF:
+        return None
+    key = (int(raw.tag), value, raw.is_implicit_VR, raw.is_little_endian, text_codec)
+    found = _SEQUENCES.get(key)
+    if found is None:
+        found = _element(ds[raw.tag], None, text_codec)
+        if len(_SEQUENCES) >= _SEQUENCE_CACHE_SIZE:
+            _SEQUENCES.clear()
+        _SEQUENCES[key] = found
+    return found
 
 
 def _text_codec(ds: Dataset, inherited: str | None) -> str | None:
