@@ -47,6 +47,7 @@ from sqlalchemy import ColumnElement, delete, select, update
 from sqlalchemy.orm import Session
 
 from dicom_service.care import audit
+from dicom_service.care.tokens import token_hash
 from dicom_service.db.models import (
     Centre,
     PersonalToken,
@@ -162,10 +163,6 @@ class PersonalGrant:
     token_id: int
     user_id: int
     scopes: frozenset[str]
-
-
-def sha256(value: str) -> str:
-    return hashlib.sha256(value.encode("utf-8")).hexdigest()
 
 
 @functools.cache
@@ -346,7 +343,7 @@ class AccountService:
         with self.db.session() as s:
             self._get(s, user_id).totp_confirmed = True
             s.execute(delete(RecoveryCode).where(RecoveryCode.user_id == user_id))
-            s.add_all(RecoveryCode(user_id=user_id, code_sha256=sha256(c)) for c in codes)
+            s.add_all(RecoveryCode(user_id=user_id, code_sha256=token_hash(c)) for c in codes)
             audit.record(s, actor=actor, action="totp.confirm", object_type="user",
                          object_id=str(user_id))
         return [f"{c[:4]}-{c[4:8]}-{c[8:]}" for c in codes]
@@ -426,7 +423,7 @@ class AccountService:
                 select(WebSession.user_id, WebSession.expires_at, User.locked_at,
                        User.disabled_at)
                 .join(User, User.id == WebSession.user_id)
-                .where(WebSession.token_sha256 == sha256(session_token),
+                .where(WebSession.token_sha256 == token_hash(session_token),
                        WebSession.revoked_at.is_(None),
                        WebSession.second_factor_done.is_(False))).first()
         if row is None or _aware(row[1]) <= utcnow():
@@ -460,7 +457,7 @@ class AccountService:
                 # marked used in the same statement that finds it: usable once
                 use = (update(RecoveryCode)
                        .where(RecoveryCode.user_id == user_id,
-                              RecoveryCode.code_sha256 == sha256(normal),
+                              RecoveryCode.code_sha256 == token_hash(normal),
                               RecoveryCode.used_at.is_(None))
                        .values(used_at=utcnow()))
                 accepted = bool(_RECOVERY_RE.match(normal)) and bool(
@@ -481,7 +478,7 @@ class AccountService:
     def _complete(self, pending_token: str, user_id: int, action: str) -> str:
         with self.db.session() as s:
             s.execute(update(WebSession)
-                      .where(WebSession.token_sha256 == sha256(pending_token))
+                      .where(WebSession.token_sha256 == token_hash(pending_token))
                       .values(revoked_at=utcnow()))
             self._get(s, user_id).failed_logins = 0
             token = self._open_session(s, user_id, complete=True)
@@ -523,7 +520,7 @@ class AccountService:
         now = utcnow()
         # sessions that ended a day ago serve nobody (logins are audited)
         s.execute(delete(WebSession).where(WebSession.expires_at < now - timedelta(days=1)))
-        s.add(WebSession(token_sha256=sha256(token), user_id=user_id,
+        s.add(WebSession(token_sha256=token_hash(token), user_id=user_id,
                          second_factor_done=complete, created_at=now,
                          expires_at=now + (SESSION_IDLE if complete else PENDING_LIFETIME)))
         return token
@@ -541,7 +538,7 @@ class AccountService:
                 select(WebSession.id, WebSession.user_id, WebSession.created_at,
                        WebSession.expires_at)
                 .join(User, User.id == WebSession.user_id)
-                .where(WebSession.token_sha256 == sha256(token),
+                .where(WebSession.token_sha256 == token_hash(token),
                        WebSession.revoked_at.is_(None),
                        WebSession.second_factor_done.is_(True),
                        User.locked_at.is_(None), User.disabled_at.is_(None))).first()
@@ -572,11 +569,11 @@ class AccountService:
         """Revoke the session of ``token`` (pending or complete); unknown tokens are ignored."""
         with self.db.session() as s:
             user_id = s.scalar(select(WebSession.user_id)
-                               .where(WebSession.token_sha256 == sha256(token),
+                               .where(WebSession.token_sha256 == token_hash(token),
                                       WebSession.revoked_at.is_(None)))
             if user_id is None:
                 return
-            s.execute(update(WebSession).where(WebSession.token_sha256 == sha256(token))
+            s.execute(update(WebSession).where(WebSession.token_sha256 == token_hash(token))
                       .values(revoked_at=utcnow()))
             audit.record(s, actor=_actor(user_id), action="session.logout",
                          object_type="user", object_id=str(user_id))
@@ -602,7 +599,7 @@ class AccountService:
         expires = utcnow() + timedelta(days=valid_days) if valid_days else None
         with self.db.session() as s:
             self._get(s, user_id)
-            row = PersonalToken(token_sha256=sha256(token), user_id=user_id,
+            row = PersonalToken(token_sha256=token_hash(token), user_id=user_id,
                                 scopes=" ".join(wanted), label=label, expires_at=expires)
             s.add(row)
             s.flush()
@@ -645,7 +642,7 @@ class AccountService:
                 select(PersonalToken.id, PersonalToken.user_id, PersonalToken.scopes,
                        PersonalToken.expires_at)
                 .join(User, User.id == PersonalToken.user_id)
-                .where(PersonalToken.token_sha256 == sha256(token),
+                .where(PersonalToken.token_sha256 == token_hash(token),
                        PersonalToken.revoked_at.is_(None),
                        User.locked_at.is_(None), User.disabled_at.is_(None))).first()
         if row is None or (row[3] is not None and _aware(row[3]) <= utcnow()):

@@ -30,7 +30,7 @@ import re
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-from sqlalchemy import delete, select
+from sqlalchemy import Select, delete, select
 from sqlalchemy.orm import Session
 
 from dicom_service.care import audit
@@ -142,27 +142,24 @@ class OrganisationService:
         self.db = db
 
     # -- look-ups by name (command line) --------------------------------------
-    def network_id(self, name: str) -> int:
+    def _id_of(self, query: Select[int], missing: str) -> int:
         with self.db.session() as s:
-            found = s.scalar(select(Network.id).where(Network.name == name))
+            found = s.scalar(query)
         if found is None:
-            raise NotFound(f"no network named {name!r}")
+            raise NotFound(missing)
         return found
+
+    def network_id(self, name: str) -> int:
+        return self._id_of(select(Network.id).where(Network.name == name),
+                           f"no network named {name!r}")
 
     def user_id(self, username: str) -> int:
-        with self.db.session() as s:
-            found = s.scalar(select(User.id).where(User.username == username))
-        if found is None:
-            raise NotFound("no such user")
-        return found
+        return self._id_of(select(User.id).where(User.username == username), "no such user")
 
     def area_id(self, network_id: int, code: str) -> int:
-        with self.db.session() as s:
-            found = s.scalar(select(ThematicArea.id).where(ThematicArea.network_id == network_id,
-                                                           ThematicArea.code == code))
-        if found is None:
-            raise NotFound(f"no thematic area {code!r} in this network")
-        return found
+        return self._id_of(select(ThematicArea.id).where(ThematicArea.network_id == network_id,
+                                                         ThematicArea.code == code),
+                           f"no thematic area {code!r} in this network")
 
     def area_ids(self, codes: list[str], network_id: int | None = None) -> list[int]:
         """The areas with these codes (in ``network_id``, or in whichever network
@@ -183,12 +180,9 @@ class OrganisationService:
         return out
 
     def group_id(self, network_id: int, name: str) -> int:
-        with self.db.session() as s:
-            found = s.scalar(select(ExpertGroup.id).where(ExpertGroup.network_id == network_id,
-                                                          ExpertGroup.name == name))
-        if found is None:
-            raise NotFound(f"no expert group {name!r} in this network")
-        return found
+        return self._id_of(select(ExpertGroup.id).where(ExpertGroup.network_id == network_id,
+                                                        ExpertGroup.name == name),
+                           f"no expert group {name!r} in this network")
 
     # -- networks --------------------------------------------------------------
     def add_network(self, name: str, *, by: Person | None) -> int:

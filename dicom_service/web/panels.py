@@ -15,6 +15,7 @@ hashed with the server secret and never stored, logged or returned.
 
 from __future__ import annotations
 
+import dataclasses
 from datetime import datetime
 from typing import Annotated, Literal
 
@@ -259,18 +260,8 @@ class CreatedOut(BaseModel):
 
 
 def _panel(p: PanelDetail) -> PanelOut:
-    rounds = None if p.rounds is None else [
-        RoundOut(number=r.number, opened_at=r.opened_at, outcome=r.outcome,
-                 closed_at=r.closed_at, restart_reason=r.restart_reason) for r in p.rounds]
-    return PanelOut(
-        id=p.id, title=p.title, state=p.state, round=p.round, urgent=p.urgent,
-        network_id=p.network_id, area_id=p.area_id, area_code=p.area_code,
-        pseudonym=p.pseudonym, lead_user_id=p.lead_user_id, lead_name=p.lead_name,
-        consent_care=p.consent_care, min_contributions=p.min_contributions,
-        created_at=p.created_at, closed_at=p.closed_at,
-        archived_at=p.archived_at, studies=list(p.studies), is_lead=p.is_lead,
-        membership=p.membership, images=p.images, next_states=list(p.next_states),
-        outcome=p.outcome, rounds=rounds)
+    # the answer is the service's view field for field (rounds nested)
+    return PanelOut.model_validate(dataclasses.asdict(p))
 
 
 @router.post("", status_code=201)

@@ -21,12 +21,13 @@ from dataclasses import dataclass
 from typing import Annotated, Any, NoReturn
 
 from fastapi import Depends, HTTPException, Request
-from sqlalchemy import ColumnElement, false, or_
+from sqlalchemy import ColumnElement, false, or_, select
 
 from dicom_service.app import Services
 from dicom_service.care.access import EMPTY_SCOPE, ImageScope, Person, image_scope, load_person
 from dicom_service.care.tokens import SCOPE_DICOMWEB as ENROLMENT_TOKEN_SCOPE
 from dicom_service.care.tokens import TokenService
+from dicom_service.db.models import Enrolment
 from dicom_service.errors import Forbidden
 from dicom_service.web import auth, deps
 from dicom_service.web.deps import ServicesDep
@@ -91,8 +92,8 @@ def authenticate(request: Request, services: Services) -> Principal:
 
 def refuse(request: Request, services: Services, actor: str, why: str) -> NoReturn:
     """Audit a refused request (buffered, coalesced) and answer 401."""
-    route = request.scope.get("route")
-    where = str(getattr(route, "path", None) or request.url.path)[:64]
+    # the route's template, never the concrete path: its UIDs are the caller's
+    where = str(getattr(request.scope.get("route"), "path", "-"))[:64]
     services.reads.note(actor, f"auth.refused: {why}"[:64], "route", where, "refused")
     raise HTTPException(401, "Unauthorized", headers=_CHALLENGE)
 
@@ -117,19 +118,36 @@ def scope_of(services: Services, principal: Principal) -> ImageScope:
         return image_scope(conn, person)
 
 
-def can_upload_for(services: Services, principal: Principal, enrolment_id: int,
-                   centre_id: int) -> bool:
-    """May ``principal`` add instances to ``enrolment_id`` (STOW-RS)?
+@dataclass(frozen=True)
+class UploadScope:
+    """Where a caller may add instances (STOW-RS), worked out once per request.
 
     An enrolment token uploads to its enrolment; a clinician to enrolments of
     their own centre.
     """
+
+    # the centres whose enrolments may receive the caller's instances
+    centres: tuple[int, ...]
+    # for an enrolment token: its enrolments only (None: any of those centres')
+    enrolments: frozenset[int] | None
+
+    def allows(self, enrolment_id: int, centre_id: int) -> bool:
+        return centre_id in self.centres and (
+            self.enrolments is None or enrolment_id in self.enrolments)
+
+
+def upload_scope(services: Services, principal: Principal) -> UploadScope:
     if SCOPE_DICOMWEB not in principal.scopes:
-        return False
+        return UploadScope((), frozenset())
     if principal.user_id is None:
-        return enrolment_id in principal.bound_enrolments
+        with services.db.engine.connect() as conn:
+            centres = sorted(set(conn.scalars(select(Enrolment.centre_id).where(
+                Enrolment.id.in_(sorted(principal.bound_enrolments))))))
+        return UploadScope(tuple(centres), principal.bound_enrolments)
     person = person_of(services, principal)
-    return person is not None and person.is_clinician and person.centre_id == centre_id
+    if person is None or not person.is_clinician or person.centre_id is None:
+        return UploadScope((), frozenset())
+    return UploadScope((person.centre_id,), None)
 
 
 def current_reader(request: Request, services: ServicesDep) -> Reader:

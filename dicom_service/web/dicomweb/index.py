@@ -89,20 +89,39 @@ def instance(services: Services, reader: Reader, study_uid: str, series_uid: str
 
 
 _ANY_OF_STUDY = select(Instance.sop_uid).where(Instance.study_uid == bindparam("study")).limit(1)
+# what the audit names a study by when the index does not hold it: the caller's
+# UID could be an original (e.g. copied from a hospital PACS) and is not kept
+UNKNOWN_STUDY = "-"
+
+
+def _indexed(services: Services, study_uid: str) -> bool:
+    with services.db.engine.connect() as conn:
+        return conn.execute(_ANY_OF_STUDY, {"study": study_uid}).first() is not None
 
 
 def note_read(services: Services, reader: Reader, study_uid: str,
               action: str = "dicomweb.read") -> None:
-    """Audit a read of one study (buffered; identical reads coalesce)."""
+    """Audit a read of a study the index holds (buffered; identical reads coalesce)."""
     services.reads.note(reader.principal.actor, action, "study", study_uid)
+
+
+def note_study_search(services: Services, reader: Reader, study_uid: str) -> None:
+    """Audit a search within one study; a study the index does not hold is
+    named :data:`UNKNOWN_STUDY`."""
+    known = _indexed(services, study_uid)
+    services.reads.note(reader.principal.actor, "dicomweb.search", "study",
+                        study_uid if known else UNKNOWN_STUDY, "ok" if known else "not-found")
 
 
 def _refused(services: Services, reader: Reader, study_uid: str) -> NoReturn:
     """Audit a read that found nothing, telling a study the caller may not see
-    ("refused") from one that does not exist ("not-found"), then raise the same
-    404 for both: the caller learns nothing, the audit everything."""
-    with services.db.engine.connect() as conn:
-        exists = conn.execute(_ANY_OF_STUDY, {"study": study_uid}).first() is not None
-    services.reads.note(reader.principal.actor, "dicomweb.read", "study", study_uid,
-                        "refused" if exists else "not-found")
+    ("refused") from one the index does not hold ("not-found", named
+    :data:`UNKNOWN_STUDY`), then raise the same 404 for both: the caller learns
+    nothing, the audit what it may keep."""
+    if _indexed(services, study_uid):
+        services.reads.note(reader.principal.actor, "dicomweb.read", "study", study_uid,
+                            "refused")
+    else:
+        services.reads.note(reader.principal.actor, "dicomweb.read", "study", UNKNOWN_STUDY,
+                            "not-found")
     raise NotFound(NOT_FOUND)

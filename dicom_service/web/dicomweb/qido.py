@@ -29,7 +29,7 @@ from dicom_service.app import Services
 from dicom_service.db.models import Instance, Series, Study
 from dicom_service.web.deps import ServicesDep
 from dicom_service.web.dicomweb import params
-from dicom_service.web.dicomweb.index import note_read
+from dicom_service.web.dicomweb.index import note_study_search
 from dicom_service.web.dicomweb.matching import (
     Attribute,
     Matcher,
@@ -397,7 +397,7 @@ def search_all_series(request: Request, services: ServicesDep, reader: ReaderDep
 def search_series(study: str, request: Request, services: ServicesDep,
                   reader: ReaderDep) -> Response:
     study_uid = params.uid(study, "StudyInstanceUID")
-    note_read(services, reader, study_uid, "dicomweb.search")
+    note_study_search(services, reader, study_uid)
     q = parse_query(request)
     return _series_answer(services, reader, _base(request), q, study_uid)
 
@@ -415,7 +415,7 @@ def search_all_instances(request: Request, services: ServicesDep,
 def search_study_instances(study: str, request: Request, services: ServicesDep,
                            reader: ReaderDep) -> Response:
     study_uid = params.uid(study, "StudyInstanceUID")
-    note_read(services, reader, study_uid, "dicomweb.search")
+    note_study_search(services, reader, study_uid)
     q = parse_query(request)
     return _instance_answer(services, reader, _base(request), q, study_uid, None,
                             ("0020000E",))
@@ -427,6 +427,6 @@ def search_series_instances(study: str, series: str, request: Request, services:
                             reader: ReaderDep) -> Response:
     study_uid = params.uid(study, "StudyInstanceUID")
     series_uid = params.uid(series, "SeriesInstanceUID")
-    note_read(services, reader, study_uid, "dicomweb.search")
+    note_study_search(services, reader, study_uid)
     q = parse_query(request)
     return _instance_answer(services, reader, _base(request), q, study_uid, series_uid)

@@ -20,11 +20,9 @@ from dataclasses import dataclass
 from typing import Any
 
 from fastapi import APIRouter, HTTPException, Request, Response
-from sqlalchemy import select
 from starlette.concurrency import run_in_threadpool
 
 from dicom_service.app import Services
-from dicom_service.db.models import Enrolment
 from dicom_service.dicom.parse import parse_part10
 from dicom_service.dicom.status import StoreStatus
 from dicom_service.errors import IngestRefused
@@ -35,7 +33,7 @@ from dicom_service.web.deps import ServicesDep
 from dicom_service.web.dicomweb import multipart, params
 from dicom_service.web.dicomweb.urls import dicomweb_base
 from dicom_service.web.dicomweb.wado import DICOM_JSON
-from dicom_service.web.policy import Principal, UploaderDep, can_upload_for, person_of
+from dicom_service.web.policy import Principal, UploaderDep, UploadScope, upload_scope
 
 log = logging.getLogger(__name__)
 router = APIRouter()
@@ -52,18 +50,7 @@ class _Outcome:
     series_uid: str | None = None
 
 
-def _centres(services: Services, principal: Principal) -> list[int]:
-    """The centres whose enrolments the caller may upload to."""
-    if principal.user_id is not None:
-        person = person_of(services, principal)
-        return [person.centre_id] if person is not None and person.is_clinician and \
-            person.centre_id is not None else []
-    with services.db.engine.connect() as conn:
-        return sorted(set(conn.execute(select(Enrolment.centre_id).where(
-            Enrolment.id.in_(sorted(principal.bound_enrolments)))).scalars()))
-
-
-def _store_one(services: Services, principal: Principal, centres: list[int], body: bytes,
+def _store_one(services: Services, principal: Principal, scope: UploadScope, body: bytes,
                study_uid: str | None) -> _Outcome:
     try:
         # strict: a part cut short is refused, never stored short
@@ -78,10 +65,10 @@ def _store_one(services: Services, principal: Principal, centres: list[int], bod
     patient_id = str(ds.get("PatientID", "") or "")
     issuer = ds.get("IssuerOfPatientID")
     sender = None
-    for centre_id in centres:
+    for centre_id in scope.centres:
         found = services.care.find_enrolment(centre_id, str(issuer) if issuer else None,
                                              patient_id) if patient_id.strip() else None
-        if found is not None and can_upload_for(services, principal, found.id, centre_id):
+        if found is not None and scope.allows(found.id, centre_id):
             sender = Sender(centre_id=centre_id, actor=principal.actor)
             break
     if sender is None:
@@ -148,10 +135,10 @@ async def _stow(request: Request, services: Services, principal: Principal,
         if media not in ("application/dicom", ""):
             raise HTTPException(415, "Unsupported Media Type: every part must be "
                                      "application/dicom")
-    centres = await run_in_threadpool(_centres, services, principal)
+    scope = await run_in_threadpool(upload_scope, services, principal)
     outcomes = []
     for part in parts:
-        outcomes.append(await run_in_threadpool(_store_one, services, principal, centres,
+        outcomes.append(await run_in_threadpool(_store_one, services, principal, scope,
                                                 part.body, study_uid))
     base = dicomweb_base(request)
     ok = sum(o.status == StoreStatus.SUCCESS for o in outcomes)
