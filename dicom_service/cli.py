@@ -71,8 +71,8 @@ def cmd_serve(args: argparse.Namespace) -> int:
     if settings.dicom_port == 0:
         workers = 1  # an ephemeral port cannot be shared
     listener = DicomListener(settings, services.care, services.pipeline)
-    listener.start(reuse_port=workers > 1)
-    children = [_spawn_worker(args, settings) for _ in range(workers - 1)]
+    listener.start()
+    children = [_spawn_worker(args, settings, listener.fileno()) for _ in range(workers - 1)]
     # /health answers only once every listener process accepts associations:
     # a sender that connects right away is then spread over all of them
     for child in children:
@@ -143,14 +143,18 @@ def default_workers() -> int:
     return max(1, min(os.cpu_count() or 1, 4))
 
 
-def _spawn_worker(args: argparse.Namespace, settings: Settings) -> subprocess.Popen[bytes]:
+def _spawn_worker(args: argparse.Namespace, settings: Settings,
+                  dicom_fd: int) -> subprocess.Popen[bytes]:
+    """A listener process accepting associations on serve's own DICOM socket."""
     argv = [sys.executable, "-m", "dicom_service.cli", "dicom-worker",
             "--data-dir", str(settings.data_dir), "--ae-title", settings.ae_title,
             "--dicom-host", settings.dicom_host, "--dicom-port", str(settings.dicom_port),
+            "--dicom-fd", str(dicom_fd),
             "--http-host", settings.http_host, "--http-port", str(settings.http_port)]
     if args.verbose:
         argv.insert(3, "--verbose")
-    return subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE)
+    return subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
+                            pass_fds=(dicom_fd,))
 
 
 def _wait_ready(child: subprocess.Popen[bytes], timeout: float = 120.0) -> None:
@@ -165,8 +169,9 @@ def _wait_ready(child: subprocess.Popen[bytes], timeout: float = 120.0) -> None:
 
 
 def cmd_dicom_worker(args: argparse.Namespace) -> int:
-    """An extra process of ``serve``: a DICOM listener and an HTTP server on the
-    same ports as ``serve`` (SO_REUSEPORT), so that both protocols use every core."""
+    """An extra process of ``serve``: a DICOM listener on serve's own listening
+    socket (inherited) and an HTTP server on the same port as ``serve``
+    (SO_REUSEPORT), so that both protocols use every core."""
     from dicom_service.ingest.scp import DicomListener
 
     _die_with_parent()
@@ -175,7 +180,7 @@ def cmd_dicom_worker(args: argparse.Namespace) -> int:
                          dicom_host=args.dicom_host)
     services.check_active_profile()
     listener = DicomListener(services.settings, services.care, services.pipeline)
-    listener.start(reuse_port=True)
+    listener.start(inherited=socket.socket(fileno=args.dicom_fd))
     http_socket = _http_socket(args.http_host, args.http_port, reuse_port=True) \
         if args.http_port else None
     print("ready", flush=True)  # to serve, through the pipe it reads
@@ -281,6 +286,8 @@ def build_parser() -> argparse.ArgumentParser:
     worker.add_argument("--ae-title", required=True)
     worker.add_argument("--dicom-host", required=True)
     worker.add_argument("--dicom-port", type=int, required=True)
+    worker.add_argument("--dicom-fd", type=int, required=True,
+                        help="serve's listening DICOM socket, inherited")
     worker.add_argument("--http-host", required=True)
     worker.add_argument("--http-port", type=int, required=True)
     worker.set_defaults(func=cmd_dicom_worker)

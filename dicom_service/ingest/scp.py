@@ -1,26 +1,30 @@
-"""The DICOM listener: C-ECHO and C-STORE over pynetdicom, kept thin.
+"""The DICOM listener: C-ECHO and C-STORE, kept thin.
 
 Associations are accepted only from registered peers (calling AE title, and
 source address where the peer is bound to one); others are rejected at
 association with "calling AE title not recognised" (PS3.8 Table 9-21). A
-C-STORE handler decodes the request, calls the ingest pipeline and maps the
-result to a named DIMSE status.
+C-STORE is parsed, handed to the ingest pipeline and answered with a named
+DIMSE status once the instance is durable and indexed.
+
+The upper layer protocol is :mod:`.ulp` (one blocking thread per
+association, pynetdicom's PDU classes and negotiation); this module is the
+listening socket, TLS, the admission of peers and the mapping of pipeline
+results to statuses.
 """
 
 from __future__ import annotations
 
-import io
+import errno
 import logging
 import socket
 import ssl
 import threading
-from collections.abc import Callable
-from typing import Any, cast
+from typing import Any
 
 import pynetdicom
-from pydicom.dataset import Dataset
 from pydicom.uid import (
     JPEG2000,
+    UID,
     DeflatedExplicitVRLittleEndian,
     ExplicitVRBigEndian,
     ExplicitVRLittleEndian,
@@ -34,11 +38,9 @@ from pydicom.uid import (
     JPEGLSNearLossless,
     RLELossless,
 )
-from pynetdicom import AE, StoragePresentationContexts, evt
-from pynetdicom.dimse_primitives import C_STORE
-from pynetdicom.pdu_primitives import A_ASSOCIATE
+from pynetdicom import StoragePresentationContexts, build_context
+from pynetdicom.presentation import PresentationContext
 from pynetdicom.sop_class import Verification  # type: ignore[attr-defined]
-from pynetdicom.transport import ThreadedAssociationServer
 
 from dicom_service import metrics
 from dicom_service.care.enrolment import CareService
@@ -46,6 +48,7 @@ from dicom_service.config import Settings
 from dicom_service.dicom.parse import parse_dataset
 from dicom_service.dicom.status import STATUS_COMMENTS, StoreStatus
 from dicom_service.errors import IngestRefused, Refusal
+from dicom_service.ingest import ulp
 from dicom_service.ingest.pipeline import IngestPipeline, Sender
 from dicom_service.logsafe import describe
 
@@ -79,19 +82,23 @@ REFUSAL_STATUS: dict[Refusal, StoreStatus] = {
     Refusal.OUT_OF_RESOURCES: StoreStatus.OUT_OF_RESOURCES,
 }
 
-DUL_LOOP_DELAY = 0.0005
-
-# A-ASSOCIATE-RJ: rejected-permanent, service-user, calling AE title not recognised
-_REJECT_CALLING_AE = (0x01, 0x01, 0x03)
 
 
-class _ReusePortServer(ThreadedAssociationServer):
-    """An association server whose port other processes may bind too."""
+def _status(code: StoreStatus) -> ulp.Response:
+    if code == StoreStatus.SUCCESS:
+        return ulp.Response(int(code))
+    return ulp.Response(int(code), STATUS_COMMENTS[code][:64])
 
-    def server_bind(self) -> None:
-        if self.socket is not None:
-            self.socket.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
-        super().server_bind()
+
+def supported_contexts() -> list[PresentationContext]:
+    """Verification and every storage SOP class pynetdicom knows, each in every
+    transfer syntax we keep as received."""
+    syntaxes: list[str | UID] = list(TRANSFER_SYNTAXES)
+    contexts = [build_context(Verification, syntaxes)]
+    for cx in StoragePresentationContexts:
+        if cx.abstract_syntax is not None:
+            contexts.append(build_context(cx.abstract_syntax, syntaxes))
+    return contexts
 
 
 def _quiet_pynetdicom() -> None:
@@ -102,89 +109,81 @@ def _quiet_pynetdicom() -> None:
     logging.getLogger("pynetdicom").setLevel(logging.WARNING)
 
 
-def _exact_reader(assoc_socket: Any) -> Callable[[int], bytearray]:
-    """``AssociationSocket.recv`` with the same contract (up to ``nr_bytes``,
-    fewer only when the peer closes), reading with ``recv_into`` into one
-    buffer instead of 4 KiB ``recv`` calls joined together."""
-    def recv(nr_bytes: int) -> bytearray:
-        buf = bytearray(nr_bytes)
-        got = 0
-        with memoryview(buf) as view:
-            while got < nr_bytes:
-                n = assoc_socket.socket.recv_into(view[got:], nr_bytes - got)
-                if not n:
-                    break
-                got += n
-        if got < nr_bytes:
-            del buf[got:]
-        return buf
-    return recv
-
-
-def _status(code: StoreStatus) -> Dataset:
-    rsp = Dataset()
-    rsp.Status = int(code)
-    if code != StoreStatus.SUCCESS:
-        rsp.ErrorComment = STATUS_COMMENTS[code][:64]
-    return rsp
-
-
 class DicomListener:
-    """The C-ECHO / C-STORE service class provider."""
+    """The C-ECHO / C-STORE service class provider (implements :class:`ulp.Service`)."""
 
     def __init__(self, settings: Settings, care: CareService, pipeline: IngestPipeline) -> None:
         _quiet_pynetdicom()
         self.settings = settings
         self.care = care
         self.pipeline = pipeline
-        self._senders: dict[int, Sender] = {}
+        self.limits = ulp.Limits(max_pdu_size=settings.max_pdu_size,
+                                 supported=supported_contexts())
         self._lock = threading.Lock()
-        self._server: Any = None
-        ae = AE(ae_title=settings.ae_title)
-        ae.require_called_aet = True
-        ae.maximum_associations = settings.max_associations
-        ae.maximum_pdu_size = settings.max_pdu_size
-        ae.acse_timeout = 30
-        ae.dimse_timeout = 60
-        ae.network_timeout = 120
-        ae.add_supported_context(Verification, TRANSFER_SYNTAXES)
-        for cx in StoragePresentationContexts:
-            if cx.abstract_syntax is not None:
-                ae.add_supported_context(cx.abstract_syntax, TRANSFER_SYNTAXES)
-        self.ae = ae
+        self._connections: set[socket.socket] = set()
+        self._socket: socket.socket | None = None
+        self._thread: threading.Thread | None = None
+        self._owner = True
+        self._closing = False
+        self._ssl = self._ssl_context()
 
     @property
     def port(self) -> int:
-        return int(self._server.server_address[1]) if self._server else self.settings.dicom_port
+        if self._socket is None:
+            return self.settings.dicom_port
+        return int(self._socket.getsockname()[1])
 
-    def start(self, *, reuse_port: bool = False) -> None:
+    def start(self, *, inherited: socket.socket | None = None) -> None:
         """Start listening in a background thread.
 
-        With ``reuse_port`` several processes listen on the same port
-        (SO_REUSEPORT) and the kernel spreads associations across them, so that
-        concurrent associations use every core despite Python's GIL.
+        Several processes share one listening socket (``serve`` creates it and
+        its listener processes inherit it as ``inherited``): each blocks in
+        accept(), and the kernel hands each new connection to the process that
+        has waited longest, so concurrent associations are dealt round-robin
+        and use every core despite Python's GIL. (SO_REUSEPORT would hash each
+        connection to a process: four associations would often land three on
+        one process and one on the other.)
         """
-        handlers: list[Any] = [
-            (evt.EVT_CONN_OPEN, self._on_open),
-            (evt.EVT_CONN_CLOSE, self._on_close),
-            (evt.EVT_REQUESTED, self._on_requested),
-            (evt.EVT_C_ECHO, self._on_echo),
-            (evt.EVT_C_STORE, self._on_store),
-        ]
-        server = self.ae.make_server(
-            (self.settings.dicom_host, self.settings.dicom_port), evt_handlers=handlers,
-            ssl_context=self._ssl_context(),
-            server_class=_ReusePortServer if reuse_port else ThreadedAssociationServer)
-        thread = threading.Thread(target=server.serve_forever, name="dicom-listener",
-                                  daemon=True)
-        thread.start()
-        self.ae._servers.append(server)  # as AE.start_server does; shutdown() removes it
-        self._server = server
+        if inherited is None:
+            host = self.settings.dicom_host
+            family = socket.AF_INET6 if ":" in host else socket.AF_INET
+            self._socket = socket.create_server((host, self.settings.dicom_port),
+                                                family=family, backlog=128)
+            self._owner = True
+        else:
+            self._socket = inherited
+            self._owner = False
+        self._thread = threading.Thread(target=self._accept_loop, name="dicom-listener",
+                                        daemon=True)
+        self._thread.start()
+
+    def fileno(self) -> int:
+        """The listening socket, for listener processes to inherit."""
+        if self._socket is None:
+            raise RuntimeError("the listener is not started")
+        return self._socket.fileno()
 
     def stop(self) -> None:
-        if self._server is not None:
-            self._server.shutdown()
-            self._server = None
+        """Stop accepting, and end the associations in progress."""
+        listening, self._socket = self._socket, None
+        if listening is None:
+            return
+        self._closing = True
+        if self._owner:
+            try:
+                listening.shutdown(socket.SHUT_RDWR)  # wakes every accept() up
+            except OSError:
+                pass
+        listening.close()
+        if self._thread is not None and self._owner:
+            self._thread.join(timeout=5)
+        with self._lock:
+            connections = list(self._connections)
+        for conn in connections:
+            try:
+                conn.shutdown(socket.SHUT_RDWR)
+            except OSError:
+                pass
 
     def _ssl_context(self) -> ssl.SSLContext | None:
         s = self.settings
@@ -198,80 +197,89 @@ class DicomListener:
             ctx.verify_mode = ssl.CERT_REQUIRED
         return ctx
 
-    # -- handlers ----------------------------------------------------------
-    def _on_open(self, event: evt.Event) -> None:
-        metrics.ASSOCIATIONS_ACTIVE.inc()
-        sock = event.assoc.dul.socket
-        raw = getattr(sock, "socket", None)
-        if raw is not None:
-            # Without TCP_NODELAY every C-STORE response waits for a delayed ACK.
-            raw.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-        # pynetdicom's DUL thread sleeps this long whenever it finds nothing to do;
-        # its 1 ms default adds up to a millisecond to every C-STORE round trip.
-        event.assoc.dul._run_loop_delay = DUL_LOOP_DELAY
-        if sock is not None:
-            # pynetdicom reads a PDU 4 KiB per recv() (about 130 calls, each a GIL
-            # round trip, per 512x512 instance): read it straight into one buffer.
-            sock.recv = _exact_reader(sock)  # type: ignore[method-assign,assignment]
+    # -- connections ----------------------------------------------------------
+    def _accept_loop(self) -> None:
+        listening = self._socket
+        while listening is not None and not self._closing:
+            try:
+                conn, address = listening.accept()
+            except OSError as exc:
+                if self._closing or exc.errno in (errno.EBADF, errno.EINVAL):
+                    return  # stopped (here, or by the process that owns the socket)
+                log.warning("accept failed (%s); retrying", errno.errorcode.get(exc.errno or 0))
+                threading.Event().wait(0.05)
+                continue
+            threading.Thread(target=self._connection, args=(conn, address[0]),
+                             name="dicom-association", daemon=True).start()
 
-    def _on_close(self, event: evt.Event) -> None:
-        metrics.ASSOCIATIONS_ACTIVE.dec()
+    def _connection(self, conn: socket.socket, address: str) -> None:
+        # Without TCP_NODELAY every C-STORE response waits for a delayed ACK.
+        conn.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        if self._ssl is not None:
+            try:
+                conn.settimeout(self.limits.acse_timeout)
+                conn = self._ssl.wrap_socket(conn, server_side=True)
+            except (OSError, ssl.SSLError) as exc:
+                log.info("TLS handshake failed (%s)", type(exc).__name__)
+                conn.close()
+                return
         with self._lock:
-            self._senders.pop(id(event.assoc), None)
-
-    def _on_requested(self, event: evt.Event) -> None:
-        assoc = event.assoc
-        primitive = cast(A_ASSOCIATE, assoc.requestor.primitive)
-        calling = primitive.calling_ae_title.strip()
-        address = assoc.requestor.address
+            self._connections.add(conn)
+        metrics.ASSOCIATIONS_ACTIVE.inc()
         try:
-            peer = self.care.find_peer(calling, address)
+            ulp.Acceptor(conn, address, self, self.limits).run()
+        finally:
+            metrics.ASSOCIATIONS_ACTIVE.dec()
+            with self._lock:
+                self._connections.discard(conn)
+
+    # -- ulp.Service ----------------------------------------------------------
+    def admit(self, request: ulp.AssociationRequest
+              ) -> tuple[tuple[int, int, int] | None, Any]:
+        if request.called_ae_title != self.settings.ae_title.strip():
+            log.info("association rejected: called AE title is not ours")
+            metrics.ASSOCIATIONS_REJECTED.labels(reason="called-ae-not-recognised").inc()
+            return ulp.REJECT_CALLED_AE, None
+        with self._lock:
+            active = len(self._connections)
+        if active > self.settings.max_associations:
+            log.warning("association rejected: %d associations already", active - 1)
+            metrics.ASSOCIATIONS_REJECTED.labels(reason="local-limit-exceeded").inc()
+            return ulp.REJECT_TOO_MANY, None
+        try:
+            peer = self.care.find_peer(request.calling_ae_title, request.address)
         except Exception as exc:  # the database is down: refuse, transiently
             log.error("peer lookup failed (%s)", describe(exc))
             metrics.ASSOCIATIONS_REJECTED.labels(reason="lookup-failed").inc()
-            self._reject(assoc, (0x02, 0x01, 0x01))
-            return
+            return ulp.REJECT_TRANSIENT, None
         if peer is None:
             log.info("association rejected: calling AE title not registered")
             metrics.ASSOCIATIONS_REJECTED.labels(reason="calling-ae-not-recognised").inc()
-            self._reject(assoc, _REJECT_CALLING_AE)
-            return
-        with self._lock:
-            self._senders[id(assoc)] = Sender(centre_id=peer.centre_id, actor=f"peer:{calling}")
+            return ulp.REJECT_CALLING_AE, None
+        return None, Sender(centre_id=peer.centre_id, actor=f"peer:{request.calling_ae_title}")
 
-    @staticmethod
-    def _reject(assoc: Any, reason: tuple[int, int, int]) -> None:
-        # As pynetdicom's own ACSE does: send A-ASSOCIATE-RJ, then wait for the
-        # DUL to finish sending before the socket is closed.
-        assoc.acse.send_reject(*reason)
-        evt.trigger(assoc, evt.EVT_REJECTED, {})
-        assoc.kill()
+    def closed(self, association: ulp.Association | None) -> None:
+        pass  # nothing is kept per association beyond its Sender
 
-    def _on_echo(self, event: evt.Event) -> int:
-        return int(StoreStatus.SUCCESS)
+    def echo(self, association: ulp.Association) -> ulp.Response:
+        return ulp.Response(int(StoreStatus.SUCCESS))
 
-    def _on_store(self, event: evt.Event) -> Dataset:
-        with self._lock:
-            sender = self._senders.get(id(event.assoc))
-        if sender is None:
-            return _status(StoreStatus.PEER_NOT_AUTHORISED)
-        request = cast(C_STORE, event.request)
-        transfer_syntax = str(event.context.transfer_syntax)
+    def store(self, association: ulp.Association, request: ulp.StoreRequest) -> ulp.Response:
+        sender: Sender = association.state
         try:
-            raw = cast(io.BytesIO, request.DataSet).getvalue()
-            ds = parse_dataset(raw, transfer_syntax)
+            ds = parse_dataset(request.data_set, request.transfer_syntax)
         except Exception as exc:
             log.info("C-STORE refused: unparsable data set (%s)", describe(exc))
             metrics.INSTANCES_REFUSED.labels(reason=Refusal.UNPARSABLE_DATASET.value).inc()
             return _status(StoreStatus.UNPARSABLE_DATASET)
         # The data set must be what the command says it is (PS3.4 B.2.3).
-        if (str(ds.get("SOPClassUID", "")) != str(request.AffectedSOPClassUID)
-                or str(ds.get("SOPInstanceUID", "")) != str(request.AffectedSOPInstanceUID)):
+        if (str(ds.get("SOPClassUID", "")) != request.sop_class_uid
+                or str(ds.get("SOPInstanceUID", "")) != request.sop_instance_uid):
             if ds.get("SOPClassUID") and ds.get("SOPInstanceUID"):
                 metrics.INSTANCES_REFUSED.labels(reason="sop-class-mismatch").inc()
                 return _status(StoreStatus.DATASET_DOES_NOT_MATCH_SOP_CLASS)
         try:
-            self.pipeline.ingest(ds, transfer_syntax, sender)
+            self.pipeline.ingest(ds, request.transfer_syntax, sender)
         except IngestRefused as exc:
             log.info("C-STORE refused: %s", exc.reason.value)
             return _status(REFUSAL_STATUS[exc.reason])
