@@ -12,8 +12,8 @@ import numpy as np
 import pydicom
 import pynetdicom
 import pytest
-from pydicom.dataset import Dataset, FileMetaDataset
-from pydicom.uid import CTImageStorage, ExplicitVRLittleEndian, RLELossless, generate_uid
+from pydicom.dataset import Dataset
+from pydicom.uid import CTImageStorage, ExplicitVRLittleEndian, RLELossless
 from pynetdicom import AE
 
 from dicom_service.app import build_services
@@ -21,6 +21,7 @@ from dicom_service.config import Settings
 from dicom_service.dicom.status import StoreStatus
 from sample_data.generate import Manifest, write_ct_series
 from tests.conftest import CENTRE, PEER
+from tests.support.datasets import tiny_ct
 from tests.support.peers import echoscu, spawn_storescu, storescu
 from tests.support.service import ServiceProcess
 
@@ -118,26 +119,7 @@ def _store_status(port: int, called: str, ds: Dataset, calling: str = PEER) -> i
 
 
 def _ct(patient_id: str, **overrides: str) -> Dataset:
-    ds = Dataset()
-    ds.file_meta = FileMetaDataset()
-    ds.file_meta.TransferSyntaxUID = ExplicitVRLittleEndian
-    ds.SOPClassUID = CTImageStorage
-    ds.SOPInstanceUID = generate_uid()
-    ds.StudyInstanceUID = generate_uid()
-    ds.SeriesInstanceUID = generate_uid()
-    ds.PatientID = patient_id
-    ds.PatientName = "Quux^Zebedee"
-    ds.Modality = "CT"
-    ds.Rows = ds.Columns = 4
-    ds.BitsAllocated = ds.BitsStored = 16
-    ds.HighBit = 15
-    ds.PixelRepresentation = 0
-    ds.SamplesPerPixel = 1
-    ds.PhotometricInterpretation = "MONOCHROME2"
-    ds.PixelData = b"\0" * 32
-    for k, v in overrides.items():
-        setattr(ds, k, v)
-    return ds
+    return tiny_ct(patient_id, **overrides)
 
 
 def _rle_ct(patient_id: str) -> Dataset:

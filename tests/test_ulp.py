@@ -15,8 +15,8 @@ from pathlib import Path
 import numpy as np
 import pydicom
 import pytest
-from pydicom.dataset import Dataset, FileMetaDataset
-from pydicom.uid import CTImageStorage, ExplicitVRLittleEndian, generate_uid
+from pydicom.dataset import Dataset
+from pydicom.uid import CTImageStorage, ExplicitVRLittleEndian
 from pynetdicom import AE, build_role
 from pynetdicom.pdu_primitives import AsynchronousOperationsWindowNegotiation
 
@@ -26,6 +26,7 @@ from dicom_service.dicom.status import StoreStatus
 from dicom_service.ingest import ulp
 from dicom_service.ingest.scp import DicomListener
 from sample_data.generate import write_ct_series
+from tests.support.datasets import tiny_ct
 from tests.support.peers import echoscu, storescu
 
 AET = "ULP_TEST"
@@ -52,24 +53,8 @@ def node(tmp_path: Path) -> Iterator[tuple[Services, DicomListener]]:
 
 
 def _ct(rows: int = 64) -> Dataset:
-    ds = Dataset()
-    ds.file_meta = FileMetaDataset()
-    ds.file_meta.TransferSyntaxUID = ExplicitVRLittleEndian
-    ds.SOPClassUID = CTImageStorage
-    ds.SOPInstanceUID = generate_uid()
-    ds.StudyInstanceUID = generate_uid()
-    ds.SeriesInstanceUID = generate_uid()
-    ds.PatientID = PATIENT
-    ds.PatientName = "Quux^Zebedee"
-    ds.Modality = "CT"
-    ds.Rows = ds.Columns = rows
-    ds.BitsAllocated = ds.BitsStored = 16
-    ds.HighBit = 15
-    ds.PixelRepresentation = 0
-    ds.SamplesPerPixel = 1
-    ds.PhotometricInterpretation = "MONOCHROME2"
-    ds.PixelData = np.arange(rows * rows, dtype=np.uint16).tobytes()
-    return ds
+    return tiny_ct(PATIENT, rows=rows,
+                   pixels=np.arange(rows * rows, dtype=np.uint16).tobytes())
 
 
 def _stored_pixels(services: Services) -> list[bytes]:
