@@ -25,7 +25,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import datetime
 
-from sqlalchemy import Connection, or_, select
+from sqlalchemy import BigInteger, Connection, Integer, column, or_, select, table
 
 from dicom_service.db.models import (
     Enrolment,
@@ -79,20 +79,30 @@ def _aware(value: datetime | None) -> datetime | None:
 
 def load_person(conn: Connection, user_id: int, now: datetime | None = None) -> Person | None:
     """The person ``user_id`` with their valid roles; ``None`` if absent or disabled."""
+    return person_until(conn, user_id, now)[0]
+
+
+def person_until(conn: Connection, user_id: int, now: datetime | None = None
+                 ) -> tuple[Person | None, datetime | None]:
+    """:func:`load_person`, and until when it holds by time alone: the earliest
+    expiry of the roles counted (``None``: no counted role expires)."""
     now = now or utcnow()
     user = conn.execute(select(User.centre_id, User.is_platform_admin, User.disabled_at)
                         .where(User.id == user_id)).first()
     if user is None or user.disabled_at is not None:
-        return None
+        return None, None
     roles = set()
+    until: datetime | None = None
     for network_id, role, expires in conn.execute(
             select(UserRole.network_id, UserRole.role, UserRole.expires_at)
             .where(UserRole.user_id == user_id)):
         exp = _aware(expires)
         if exp is None or exp > now:
             roles.add((network_id, role))
+            if exp is not None and (until is None or exp < until):
+                until = exp
     return Person(user_id=user_id, centre_id=user.centre_id,
-                  is_admin=bool(user.is_platform_admin), roles=frozenset(roles))
+                  is_admin=bool(user.is_platform_admin), roles=frozenset(roles)), until
 
 
 @dataclass(frozen=True)
@@ -137,6 +147,14 @@ def panel_view(conn: Connection, person: Person, panel_id: int) -> PanelView | N
         # the centre's own access)
         return PanelView(panel_id, state, False, membership, False)
     return None
+
+
+# A counter that every change able to change what someone may see moves, in
+# the change's own transaction (database triggers, migration 0006): a scope
+# worked out at one value holds while the counter has not moved (and no role
+# it counted has expired, see person_until).
+_GENERATION = table("access_generation", column("id", Integer), column("value", BigInteger))
+ACCESS_GENERATION = select(_GENERATION.c.value).where(_GENERATION.c.id == 1)
 
 
 @dataclass(frozen=True)

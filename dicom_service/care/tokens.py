@@ -16,6 +16,7 @@ from sqlalchemy import bindparam, select, update
 
 from dicom_service.care import audit
 from dicom_service.db.models import AccessToken, Enrolment, utcnow
+from dicom_service.db.prepared import prepared
 from dicom_service.db.session import Database
 from dicom_service.errors import NotFound
 
@@ -92,8 +93,8 @@ class TokenService:
         """The grant of an active (not revoked, not expired) token, else ``None``."""
         if not token or len(token) > 256:
             return None
-        with self.db.engine.connect() as conn:
-            row = conn.execute(_LOOKUP, {"b_hash": token_hash(token)}).first()
+        # every DICOMweb request of a token holder: a prepared read
+        row = prepared(self.db.engine, _LOOKUP).first({"b_hash": token_hash(token)})
         if row is None:
             return None
         token_id, enrolment_id, scope, expires = row

@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 
 from fastapi import FastAPI, Response
+from fastapi.telemetry import TelemetryConfig
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest, multiprocess
 from starlette.middleware.gzip import GZipMiddleware
 
@@ -23,19 +24,30 @@ from dicom_service.web import (
 )
 from dicom_service.web.annotations import router as annotations_router
 from dicom_service.web.dicomweb import build_routers as dicomweb_routers
+from dicom_service.web.dicomweb import first_routes as dicomweb_first_routes
+from dicom_service.web.dicomweb.direct import DirectRoute
 
 # JSON (QIDO-RS, metadata) is gzipped for clients that accept it; images and
 # DICOM are not (already compressed, or too large to be worth the CPU)
 _NO_GZIP = ("text/event-stream", "multipart/related", "application/dicom",
             "application/octet-stream", "image/jpeg", "image/png", "image/gif")
 
+_NO_TELEMETRY: TelemetryConfig = {"tracing": False, "metrics": False, "logs": False}
+
 
 def create_app(services: Services) -> FastAPI:
-    app = FastAPI(title="dicom_service", version=__version__)
+    # FastAPI's native OpenTelemetry off: spans would carry request paths (UIDs)
+    # to whatever exporter the environment configures, and checking for one
+    # costs every request; the service's own figures are at /metrics
+    app = FastAPI(title="dicom_service", version=__version__, telemetry=_NO_TELEMETRY)
     app.state.services = services
     problems.install(app)
-    # DICOMweb first: routes are matched in order, and every frame a viewer
-    # scrolls through would otherwise be tried against all the routes above it
+    # DICOMweb first, its instance-level rendered resources before anything:
+    # routes are matched in order, and every frame a viewer scrolls through
+    # would otherwise be tried against all the routes above it
+    for path, endpoint, summary in dicomweb_first_routes():
+        app.router.add_api_route(path, endpoint, methods=["GET"], summary=summary,
+                                 tags=["DICOMweb"], route_class_override=DirectRoute)
     for router in dicomweb_routers():
         app.include_router(router)
     app.include_router(admin.router)

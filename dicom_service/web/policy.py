@@ -13,21 +13,40 @@ its one enrolment.
 Refusals: no or unknown credential -> 401. A study the caller may not see is
 answered exactly like a study that does not exist (404), never 403, so nobody
 can probe for the existence of other patients' studies.
+
+Every request checks its credential again. What a person may read is kept per
+process while the database's access generation stands (:class:`ScopeCache`),
+so a revocation counts on the very next request.
 """
 
 from __future__ import annotations
 
+import threading
+import weakref
+from collections import OrderedDict
 from dataclasses import dataclass
+from datetime import datetime
 from typing import Annotated, Any, NoReturn
+from weakref import WeakKeyDictionary
 
 from fastapi import Depends, HTTPException, Request
-from sqlalchemy import ColumnElement, false, or_, select
+from sqlalchemy import ColumnElement, Engine, false, or_, select
+from starlette.concurrency import run_in_threadpool
 
 from dicom_service.app import Services
-from dicom_service.care.access import EMPTY_SCOPE, ImageScope, Person, image_scope, load_person
+from dicom_service.care.access import (
+    ACCESS_GENERATION,
+    EMPTY_SCOPE,
+    ImageScope,
+    Person,
+    image_scope,
+    load_person,
+    person_until,
+)
 from dicom_service.care.tokens import SCOPE_DICOMWEB as ENROLMENT_TOKEN_SCOPE
 from dicom_service.care.tokens import TokenService
-from dicom_service.db.models import Enrolment
+from dicom_service.db.models import Enrolment, utcnow
+from dicom_service.db.prepared import prepared
 from dicom_service.errors import Forbidden
 from dicom_service.web import auth, deps
 from dicom_service.web.deps import ServicesDep
@@ -111,11 +130,72 @@ def scope_of(services: Services, principal: Principal) -> ImageScope:
         return EMPTY_SCOPE
     if principal.user_id is None:
         return ImageScope(principal.bound_enrolments, frozenset())
-    with services.db.engine.connect() as conn:
-        person = load_person(conn, principal.user_id)
-        if person is None:
-            return EMPTY_SCOPE
-        return image_scope(conn, person)
+    return _scopes(services.db.engine).scope(principal.user_id)
+
+
+@dataclass(frozen=True)
+class _Kept:
+    generation: int
+    until: datetime | None  # the earliest expiry of a role it counted
+    scope: ImageScope
+
+
+class ScopeCache:
+    """People's image scopes, kept by this process while they hold.
+
+    Working a scope out takes three or four queries; a viewer asks for one
+    with every frame. A kept scope is used while the database's access
+    generation (``care.access.ACCESS_GENERATION``, moved by triggers with every
+    change that can change access) is the one it was worked out at, and no
+    role it counted has expired: one cheap read per request, and a revoked
+    membership, role, consent or panel state still counts on the very next
+    request, in every process.
+    """
+
+    def __init__(self, engine: Engine, entries: int = 4096) -> None:
+        # weakly: the engine keys the caches (see _scopes)
+        self._engine = weakref.ref(engine)
+        self._entries = entries
+        self._kept: OrderedDict[int, _Kept] = OrderedDict()
+        self._lock = threading.Lock()
+
+    def scope(self, user_id: int) -> ImageScope:
+        engine = self._engine()
+        if engine is None:  # pragma: no cover - the caller holds the engine
+            raise RuntimeError("the engine of this cache is gone")
+        # the generation first: a change committed after this read moves it
+        # again, so a scope is never kept under a generation newer than its data
+        row = prepared(engine, ACCESS_GENERATION).first({})
+        generation = int(row[0]) if row is not None else None
+        now = utcnow()
+        with self._lock:
+            kept = self._kept.get(user_id)
+        if (kept is not None and kept.generation == generation
+                and (kept.until is None or now < kept.until)):
+            return kept.scope
+        with engine.connect() as conn:
+            person, until = person_until(conn, user_id, now)
+            scope = EMPTY_SCOPE if person is None else image_scope(conn, person)
+        if generation is not None:
+            with self._lock:
+                self._kept[user_id] = _Kept(generation, until, scope)
+                self._kept.move_to_end(user_id)
+                while len(self._kept) > self._entries:
+                    self._kept.popitem(last=False)
+        return scope
+
+
+_SCOPE_CACHES: WeakKeyDictionary[Engine, ScopeCache] = WeakKeyDictionary()
+_caches_lock = threading.Lock()
+
+
+def _scopes(engine: Engine) -> ScopeCache:
+    """The scope cache of ``engine`` (one per database, per process)."""
+    cache = _SCOPE_CACHES.get(engine)
+    if cache is None:
+        with _caches_lock:
+            cache = _SCOPE_CACHES.setdefault(engine, ScopeCache(engine))
+    return cache
 
 
 @dataclass(frozen=True)
@@ -150,11 +230,26 @@ def upload_scope(services: Services, principal: Principal) -> UploadScope:
     return UploadScope((person.centre_id,), None)
 
 
-def current_reader(request: Request, services: ServicesDep) -> Reader:
+def reader_of(request: Request, services: Services) -> Reader:
+    """The caller and what they may read; 401 without a credential with the
+    ``dicomweb`` scope."""
     principal = authenticate(request, services)
     if SCOPE_DICOMWEB not in principal.scopes:  # e.g. a personal token for the API only
         refuse(request, services, principal.actor, "no dicomweb scope")
     return Reader(principal=principal, scope=scope_of(services, principal))
+
+
+async def current_reader(request: Request) -> Reader:
+    """:func:`reader_of` for a route. A bearer token is checked on the event
+    loop: its look-ups only read (never blocked by a writer, in WAL mode) and
+    cost less than a hop to the thread pool and back, which every frame a
+    viewer scrolls through would pay. A session cookie goes to the thread
+    pool: using a session may write its new idle deadline, which can wait for
+    the database's writer."""
+    services: Services = request.app.state.services
+    if _bearer(request) is None:
+        return await run_in_threadpool(reader_of, request, services)
+    return reader_of(request, services)
 
 
 def current_uploader(request: Request, services: ServicesDep) -> Principal:

@@ -8,6 +8,8 @@ to the stored (de-identified) file.
 from __future__ import annotations
 
 import io
+import sqlite3
+import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -197,6 +199,74 @@ def test_policy_decides(served: Served) -> None:
                       token=served.token_p3).status_code == 404
     assert served.get(_base(study, series, "1.2.3") + "/rendered").status_code == 404
     assert served.get(_base(study, series, "01.2") + "/rendered").status_code == 400
+
+
+@pytest.mark.parametrize("resource", ["/frames/1/rendered", "/rendered", "/frames/1/thumbnail",
+                                      "/thumbnail"])
+def test_instance_level_resources_ask_the_policy_first(served: Served, resource: str) -> None:
+    # direct routes (no ReaderDep, no dependency solving): the same answers as the others
+    study, series, sop = served.uids("CT")[0]
+    url = _base(study, series, sop) + resource
+    for token in ("", "not-a-token"):
+        refused = served.get(url, token=token)
+        assert refused.status_code == 401
+        assert refused.headers["content-type"] == "application/problem+json"
+        assert refused.headers["www-authenticate"].startswith("Bearer")
+    other = served.get(url, token=served.token_p3)
+    assert other.status_code == 404
+    assert other.headers["content-type"] == "application/problem+json"
+    assert served.get(_base(study, series, "1.2.3") + resource).status_code == 404
+    assert served.get(_base(study, "01.2", sop) + resource).status_code == 400
+    ok = served.get(url)
+    assert ok.status_code == 200
+    assert ok.headers["content-type"] == "image/jpeg"
+    assert ok.headers["cache-control"] == "private, no-store"
+    post = served.client.post(url, headers={"Authorization": f"Bearer {served.token_p1}"})
+    assert post.status_code == 405
+
+
+def test_revoked_or_expired_tokens_are_refused_on_the_next_frame(served: Served) -> None:
+    study, series, sop = served.uids("CT")[0]
+    url = _base(study, series, sop) + "/frames/1/rendered"
+    (pseudonym,), = served.service.query(
+        "select e.pseudonym from enrolments e join instances i on i.enrolment_id = e.id "
+        "where i.sop_uid = ?", sop)
+    expiring = served.service.cli("tokens", "issue", "--enrolment", pseudonym,
+                                  "--valid-days", "1")
+    token, token_id = expiring.stdout.strip(), int(expiring.stderr.split()[1])
+    assert served.get(url, token=token).status_code == 200  # its expiry lies ahead
+    con = sqlite3.connect(served.service.data_dir / "index.sqlite3", timeout=30)
+    try:
+        with con:  # the expiry passes
+            con.execute("update access_tokens set expires_at = '2000-01-01 00:00:00.000000' "
+                        "where id = ?", (token_id,))
+    finally:
+        con.close()
+    assert served.get(url, token=token).status_code == 401
+    issued = served.service.cli("tokens", "issue", "--enrolment", pseudonym)
+    token = issued.stdout.strip()
+    assert served.get(url, token=token).status_code == 200
+    served.service.cli("tokens", "revoke", "--id", issued.stderr.split()[1])
+    assert served.get(url, token=token).status_code == 401
+
+
+def test_refusals_on_the_frame_route_are_audited_by_its_template(served: Served) -> None:
+    study, series, sop = served.uids("CT")[0]
+    assert served.get(_base(study, series, sop) + "/frames/1/rendered",
+                      token="").status_code == 401
+    template = "/dicom-web/studies/{study}/series/{series}/instances/{sop}/frames/{frame}"
+    deadline = time.monotonic() + 20
+    rows: list[tuple[str, ...]] = []
+    while time.monotonic() < deadline and not rows:
+        rows = served.service.query(
+            "select object_id from audit_events where action like 'auth.refused%' "
+            "and object_type = 'route' and result = 'refused' and object_id = ?",
+            template[:64])
+        time.sleep(0.2)
+    assert rows  # the route's template, never the concrete path with its UIDs
+    assert not served.service.query(
+        "select object_id from audit_events where object_type = 'route' and object_id like ?",
+        f"%{study}%")
 
 
 def test_wado_uri_rendered(served: Served) -> None:

@@ -1,8 +1,9 @@
 """DICOMweb (PS3.18) under ``/dicom-web`` and WADO-URI at ``/wado``.
 
 Every route declares :data:`dicom_service.web.policy.ReaderDep` (or
-``UploaderDep``): one policy decides what the caller may see; no route holds a
-copy of the rule.
+``UploaderDep``), or, for the instance-level rendered resources (direct
+routes, :mod:`.direct`), calls the function behind it first: one policy
+decides what the caller may see; no route holds a copy of the rule.
 
 Plug-in point for rendering (``rendered.py``, owned by the rendering work): if
 the module exists it provides
@@ -10,6 +11,10 @@ the module exists it provides
 * ``router``: an :class:`fastapi.APIRouter` with the ``.../rendered`` and
   ``.../thumbnail`` resources, paths relative to ``/dicom-web``; it is included
   here;
+* optionally ``instance_routes``: (path relative to ``/dicom-web``, endpoint,
+  summary) of the resources a viewer requests for every frame; the
+  application adds them as :class:`~.direct.DirectRoute` before every other
+  route (:func:`first_routes`);
 * optionally ``render_wado_uri(request, services, instance, params) -> Response``
   for WADO-URI ``contentType=image/jpeg|image/png|image/gif``, where
   ``instance`` is a visible :class:`dicom_service.web.dicomweb.index.InstanceRow`
@@ -25,6 +30,7 @@ from types import ModuleType
 
 from fastapi import APIRouter
 
+from dicom_service.web.dicomweb.direct import DirectEndpoint
 from dicom_service.web.dicomweb.qido import router as qido_router
 from dicom_service.web.dicomweb.stow import router as stow_router
 from dicom_service.web.dicomweb.wado import router as wado_router
@@ -55,6 +61,16 @@ def build_routers() -> list[APIRouter]:
     dicomweb.include_router(wado_router)
     dicomweb.include_router(stow_router)
     return [dicomweb, wado_uri_router]
+
+
+def first_routes() -> list[tuple[str, DirectEndpoint, str]]:
+    """The rendering module's ``instance_routes`` (path, endpoint, summary) with
+    their full paths, for the application to add as :class:`~.direct.DirectRoute`
+    before every other route."""
+    rendered = _rendered()
+    routes: list[tuple[str, DirectEndpoint, str]] = (
+        getattr(rendered, "instance_routes", []) if rendered else [])
+    return [(PREFIX + path, endpoint, summary) for path, endpoint, summary in routes]
 
 
 def wado_uri_renderer() -> object | None:

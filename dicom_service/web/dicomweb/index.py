@@ -13,6 +13,7 @@ from sqlalchemy import bindparam, select
 
 from dicom_service.app import Services
 from dicom_service.db.models import Instance
+from dicom_service.db.prepared import prepared
 from dicom_service.errors import NotFound
 from dicom_service.web.policy import Reader
 
@@ -36,6 +37,7 @@ class InstanceRow:
     pixel_data_length: int | None
 
 
+# in the order of InstanceRow's fields (a prepared read gives plain tuples)
 _COLUMNS = (Instance.study_uid, Instance.series_uid, Instance.sop_uid, Instance.sop_class_uid,
             Instance.transfer_syntax_uid, Instance.path, Instance.enrolment_id,
             Instance.metadata_json, Instance.number_of_frames, Instance.pixel_data_offset,
@@ -65,9 +67,10 @@ def instances(services: Services, reader: Reader, study_uid: str,
     return rows
 
 
-# one instance by its primary key: built once, so that a frame request (the
-# viewer's hot path) pays neither statement construction nor a visibility
-# clause that cannot narrow a single row further than ``reader.sees`` does
+# one instance by its primary key: built once and run as a prepared read, so
+# that a frame request (the viewer's hot path) pays neither statement
+# construction, nor SQLAlchemy's result machinery, nor a visibility clause
+# that cannot narrow a single row further than ``reader.sees`` does
 _BY_KEY = select(*_COLUMNS).where(Instance.sop_uid == bindparam("sop"),
                                   Instance.series_uid == bindparam("series"),
                                   Instance.study_uid == bindparam("study"))
@@ -76,12 +79,11 @@ _BY_KEY = select(*_COLUMNS).where(Instance.sop_uid == bindparam("sop"),
 def instance(services: Services, reader: Reader, study_uid: str, series_uid: str,
              sop_uid: str) -> InstanceRow:
     """One visible instance; :class:`NotFound` otherwise."""
-    with services.db.engine.connect() as conn:
-        found = conn.execute(_BY_KEY, {"sop": sop_uid, "series": series_uid,
-                                       "study": study_uid}).first()
+    found = prepared(services.db.engine, _BY_KEY).first(
+        {"sop": sop_uid, "series": series_uid, "study": study_uid})
     if found is None:
         _refused(services, reader, study_uid)
-    row = InstanceRow(**found._mapping)
+    row = InstanceRow(*found)
     if not reader.sees(row.enrolment_id, row.study_uid):
         _refused(services, reader, study_uid)
     note_read(services, reader, study_uid)

@@ -38,12 +38,18 @@ BIG_ENDIAN = "1.2.840.10008.1.2.2"
 
 # -- shared helpers (also for WADO-URI and rendering) -------------------------------
 def instance_path(services: Services, row: InstanceRow) -> Path:
-    """The stored file of ``row``, checked to lie under the store root."""
-    root = services.store.root
-    path = (root / row.path).resolve()
-    if os.path.commonpath([path, root]) != str(root):
+    """The stored file of ``row``, checked to lie under the store root.
+
+    The relative path comes from the index (the ingest wrote it), never from
+    the request. It is normalised as text, so that no ``..`` leads outside
+    the (resolved) root, without the file-system calls of ``resolve()``: this
+    runs for every frame a viewer scrolls through.
+    """
+    root = str(services.store.root)
+    path = os.path.normpath(os.path.join(root, row.path))
+    if not path.startswith(root + os.sep):
         raise NotFound(index.NOT_FOUND)
-    return path
+    return Path(path)
 
 
 def read_instance(services: Services, row: InstanceRow) -> bytes:

@@ -1,0 +1,154 @@
+"""The per-frame request path: direct routes, prepared reads and the stored
+file's path check.
+
+The direct routes (``web.dicomweb.direct``) stay documented API routes, tried
+before every other route; prepared reads (``db.prepared``) must answer
+exactly what SQLAlchemy answers (types converted, ``None`` kept) in both
+parameter styles; the path of a stored file from the index must never lead
+outside the store. Their answers over HTTP are tested in
+``tests/render/test_routes.py``.
+"""
+
+from __future__ import annotations
+
+import gc
+import warnings
+import weakref
+from datetime import datetime, timedelta
+from pathlib import Path
+
+import pytest
+from fastapi.routing import APIRoute
+from sqlalchemy import bindparam, create_engine, select
+
+from dicom_service.app import Services, build_services
+from dicom_service.care.tokens import _LOOKUP, TokenService
+from dicom_service.config import Settings
+from dicom_service.db.models import AccessToken, utcnow
+from dicom_service.db.prepared import PreparedRead, prepared
+from dicom_service.errors import NotFound
+from dicom_service.web.app import create_app
+from dicom_service.web.dicomweb.direct import DirectRoute
+from dicom_service.web.dicomweb.index import InstanceRow
+from dicom_service.web.dicomweb.wado import instance_path
+
+_BY_ID = (select(AccessToken.id, AccessToken.enrolment_id, AccessToken.scope,
+                 AccessToken.label, AccessToken.expires_at, AccessToken.revoked_at)
+          .where(AccessToken.id == bindparam("token_id")))
+
+
+def _enrolled(data_dir: Path) -> tuple[Services, str]:
+    services = build_services(Settings(data_dir=data_dir))
+    services.care.add_centre("HOT-PATH", actor="test")
+    return services, services.care.enrol("HOT-PATH", "P-1", "ISSUER", actor="test")
+
+
+@pytest.mark.parametrize("paramstyle", ["qmark", "named"])
+def test_prepared_read_answers_like_sqlalchemy(tmp_path: Path, paramstyle: str) -> None:
+    services, pseudonym = _enrolled(tmp_path / "data")
+    tokens = TokenService(services.db)
+    with_expiry, _ = tokens.issue(pseudonym, actor="test", label="with expiry", valid_days=3)
+    revoked, _ = tokens.issue(pseudonym, actor="test")
+    tokens.revoke(revoked, actor="test")
+    services.close()
+    engine = create_engine(services.db.url, paramstyle=paramstyle)
+    read = PreparedRead(engine, _BY_ID)
+    assert (":token_id" in read.sql) == (paramstyle == "named")
+    for token_id in (with_expiry, revoked, 999):
+        with engine.connect() as conn:
+            expected = conn.execute(_BY_ID, {"token_id": token_id}).first()
+        got = read.first({"token_id": token_id})
+        assert got == (tuple(expected) if expected is not None else None)
+    first = read.first({"token_id": with_expiry})
+    assert first is not None and isinstance(first[4], datetime) and first[5] is None
+    assert first[3] == "with expiry"
+    last = read.first({"token_id": revoked})
+    assert last is not None and last[4] is None and isinstance(last[5], datetime)
+    engine.dispose()
+
+
+def test_prepared_statements_are_compiled_once_per_engine(tmp_path: Path) -> None:
+    first = create_engine(f"sqlite:///{tmp_path / 'a.sqlite3'}")
+    second = create_engine(f"sqlite:///{tmp_path / 'b.sqlite3'}")
+    assert prepared(first, _LOOKUP) is prepared(first, _LOOKUP)
+    assert prepared(first, _LOOKUP) is not prepared(second, _LOOKUP)
+    assert prepared(first, _BY_ID) is not prepared(first, _LOOKUP)
+    first.dispose()
+    second.dispose()
+
+
+def test_prepared_reads_do_not_keep_an_engine_alive(tmp_path: Path) -> None:
+    engine = create_engine(f"sqlite:///{tmp_path / 'c.sqlite3'}")
+    prepared(engine, _LOOKUP)
+    gone = weakref.ref(engine)
+    del engine
+    gc.collect()
+    assert gone() is None
+
+
+def test_token_expiry_and_revocation_through_the_prepared_read(tmp_path: Path) -> None:
+    services, pseudonym = _enrolled(tmp_path / "data")
+    try:
+        tokens = TokenService(services.db)
+        token_id, token = tokens.issue(pseudonym, actor="test", valid_days=1)
+        grant = tokens.verify(token)
+        assert grant is not None and grant.token_id == token_id
+        with services.db.session() as s:  # the expiry passes
+            s.get_one(AccessToken, token_id).expires_at = utcnow() - timedelta(seconds=1)
+        assert tokens.verify(token) is None
+        other_id, other = tokens.issue(pseudonym, actor="test")
+        assert tokens.verify(other) is not None
+        tokens.revoke(other_id, actor="test")
+        assert tokens.verify(other) is None  # on the very next look-up
+    finally:
+        services.close()
+
+
+def _row(path: str) -> InstanceRow:
+    return InstanceRow(study_uid="1.2", series_uid="1.2.3", sop_uid="1.2.3.4",
+                       sop_class_uid="1.2.840.10008.5.1.4.1.1.2",
+                       transfer_syntax_uid="1.2.840.10008.1.2.1", path=path, enrolment_id=1,
+                       metadata_json=None, number_of_frames=1, pixel_data_offset=None,
+                       pixel_data_length=None)
+
+
+def test_stored_paths_stay_under_the_store_root(tmp_path: Path) -> None:
+    services = build_services(Settings(data_dir=tmp_path / "data"))
+    try:
+        root = services.store.root
+        assert instance_path(services, _row("instances/ab/cd.dcm")) == root / "instances/ab/cd.dcm"
+        assert instance_path(services, _row("instances/../instances/x.dcm")) == \
+            root / "instances/x.dcm"
+        for escaping in ("../outside.dcm", "instances/../../outside.dcm", "/etc/passwd",
+                         "", "."):
+            with pytest.raises(NotFound):
+                instance_path(services, _row(escaping))
+        # a sibling directory whose name starts with the root's is outside too
+        with pytest.raises(NotFound):
+            instance_path(services, _row(f"../{root.name}-other/x.dcm"))
+    finally:
+        services.close()
+
+
+def test_direct_routes_come_first_and_are_documented(tmp_path: Path) -> None:
+    services = build_services(Settings(data_dir=tmp_path / "data"))
+    try:
+        app = create_app(services)
+        frame = "/dicom-web/studies/{study}/series/{series}/instances/{sop}/frames/{frame}/rendered"
+        api_routes = [r for r in app.router.routes if isinstance(r, APIRoute)]
+        assert isinstance(api_routes[0], DirectRoute) and api_routes[0].path == frame
+        direct = {r.path for r in api_routes if isinstance(r, DirectRoute)}
+        instance = "/dicom-web/studies/{study}/series/{series}/instances/{sop}"
+        assert direct == {frame, instance + "/rendered", instance + "/thumbnail",
+                          instance + "/frames/{frame}/thumbnail"}
+        with warnings.catch_warnings():
+            warnings.filterwarnings("ignore", message="Using `httpx` with `starlette.testclient`")
+            from fastapi.testclient import TestClient
+        with TestClient(app) as client:
+            spec = client.get("/openapi.json").json()
+        operation = spec["paths"][frame]["get"]
+        assert {p["name"] for p in operation["parameters"] if p["in"] == "path"} == \
+            {"study", "series", "sop", "frame"}
+        assert "DICOMweb" in operation["tags"]
+    finally:
+        services.close()
