@@ -72,7 +72,7 @@ def build_services(settings: Settings, *, recover: bool = False) -> Services:
     settings.validate()
     if settings.server_secret is None:  # pragma: no cover - with_secrets fills it in
         raise ConfigError("no server secret")
-    db = Database(settings.db_url)
+    db = Database(settings.db_url, held=settings.max_associations)
     db.migrate()
     store = FilesystemStore(settings.data_dir / "store")
     leftovers = store.recover() if recover else 0

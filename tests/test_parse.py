@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
+import io
+import warnings
 import zlib
+from pathlib import Path
 
 import pytest
 from pydicom.dataset import Dataset
 from pydicom.encaps import encapsulate
 from pydicom.filebase import DicomBytesIO
+from pydicom.filereader import _read_file_meta_info, data_element_generator, read_preamble
 from pydicom.filewriter import write_dataset
 from pydicom.uid import (
     DeflatedExplicitVRLittleEndian,
@@ -17,7 +21,13 @@ from pydicom.uid import (
     RLELossless,
 )
 
-from dicom_service.dicom.parse import TruncatedDataset, parse_dataset
+from dicom_service.dicom.parse import (
+    TruncatedDataset,
+    _check_complete,
+    _explicit_little,
+    parse_dataset,
+)
+from sample_data.generate import Manifest
 
 
 def _encode(ds: Dataset, ts: str) -> bytes:
@@ -99,3 +109,55 @@ def test_part10_files_parse_strictly(tmp_path: object) -> None:
         parse_part10(buf.getvalue()[:-7])
     with pytest.raises(ValueError):
         parse_part10(b"not dicom at all" * 20)
+
+
+def _pydicom_elements(data: bytes) -> dict[object, object]:
+    """What pydicom's reader makes of an explicit VR little endian data set
+    (its warning on a corrupt character set is parse_dataset's to give)."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", UserWarning)
+        return {e.tag: e for e in data_element_generator(io.BytesIO(data), False, True)}
+
+
+def test_the_fast_reader_reads_what_pydicom_reads(sample_set: tuple[Path, Manifest]) -> None:
+    directory, manifest = sample_set
+    read = 0
+    for entry in manifest.files:
+        fp = io.BytesIO((directory / entry["path"]).read_bytes())
+        read_preamble(fp, False)
+        if _read_file_meta_info(fp).TransferSyntaxUID != ExplicitVRLittleEndian:
+            continue
+        body = fp.read()
+        fast = _explicit_little(body)
+        if fast is not None:
+            assert fast == _pydicom_elements(body), entry["path"]
+            read += 1
+    assert read > 100  # the CT series at least
+
+
+def test_every_cut_and_corruption_reads_as_pydicom_reads_it() -> None:
+    raw = _encode(_native(), ExplicitVRLittleEndian)
+    cases = [raw[:cut] for cut in range(len(raw) + 1)]
+    cases += [raw[:i] + bytes([raw[i] ^ 0xFF]) + raw[i + 1:] for i in range(len(raw))]
+    fast_read = 0
+    for data in cases:
+        try:
+            fast = _explicit_little(data)
+        except TruncatedDataset:  # a value cut short: refused on pydicom's path too
+            with pytest.raises(ValueError):  # TruncatedDataset, or a corrupt character set
+                _check_complete(_pydicom_elements(data), data, True)
+            fast_read += 1
+            continue
+        if fast is None:
+            continue
+        fast_read += 1
+        try:
+            expected = _pydicom_elements(data)
+        except Exception:  # a corrupt character set: parse_dataset refuses it too
+            with pytest.raises(Exception):  # whatever pydicom raises there
+                parse_dataset(data, ExplicitVRLittleEndian)
+            continue
+        _check_complete(expected, data, True)
+        assert fast == expected
+    assert fast_read > len(raw)  # most cuts: the reader does not give up on them
+    assert _explicit_little(_encode(_encapsulated(), ExplicitVRLittleEndian)) is None

@@ -19,7 +19,8 @@ import re
 from dataclasses import dataclass, replace
 from datetime import datetime
 
-from sqlalchemy import bindparam, delete, func, select, update
+from sqlalchemy import Connection, bindparam, delete, func, select, update
+from sqlalchemy.exc import DBAPIError
 from sqlalchemy.orm import Session
 
 from dicom_service.care import audit
@@ -62,6 +63,9 @@ _FORM_VERSION_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.\-]{0,31}$")
 # what a panel closed by a withdrawal says in place of an outcome
 WITHDRAWAL_NOTE = "Closed: the patient withdrew consent for care; the shared images were erased."
 _CONSENT_OF = select(Enrolment.consent_care).where(Enrolment.id == bindparam("b_id"))
+# the same for SQLite's DB-API cursor: a tenth of the Core statement's cost, on
+# the path of every ingested instance
+_SQLITE_CONSENT_OF = "SELECT consent_care FROM enrolments WHERE id = ?"
 
 
 @dataclass(frozen=True)
@@ -340,18 +344,29 @@ class CareService:
         The enrolment's identity (ID, pseudonym, key salt) never changes and is
         cached; its consent is read fresh every time.
         """
+        with self.db.engine.connect() as conn:
+            return self.find_enrolment_on(conn, centre_id, issuer, patient_id)
+
+    def find_enrolment_on(self, conn: Connection, centre_id: int, issuer: str | None,
+                          patient_id: str) -> EnrolmentInfo | None:
+        """:meth:`find_enrolment` on the caller's connection (the ingest pipeline
+        holds one per association: no connection is opened per instance).
+
+        A query may begin a transaction on ``conn`` (SQLAlchemy's autobegin);
+        the caller ends it. The consent read here is a snapshot: whoever stores
+        must check it again in the transaction that stores.
+        """
         phash = patient_hash(self._secret, issuer, patient_id)
         cached = self._enrolments.get((centre_id, phash))
-        with self.db.engine.connect() as conn:
-            if cached is not None:
-                consent = conn.execute(_CONSENT_OF, {"b_id": cached.id}).scalar()
-                if consent is None:
-                    self._enrolments.pop((centre_id, phash), None)
-                    return None
-                return replace(cached, consent_care=bool(consent))
-            row = conn.execute(select(*_ENROLMENT_INFO)
-                               .where(Enrolment.centre_id == centre_id,
-                                      Enrolment.patient_hash == phash)).first()
+        if cached is not None:
+            consent = _consent_of(conn, cached.id)
+            if consent is None:
+                self._enrolments.pop((centre_id, phash), None)
+                return None
+            return replace(cached, consent_care=bool(consent))
+        row = conn.execute(select(*_ENROLMENT_INFO)
+                           .where(Enrolment.centre_id == centre_id,
+                                  Enrolment.patient_hash == phash)).first()
         if row is None:
             return None
         info = EnrolmentInfo(*row)
@@ -426,6 +441,22 @@ class CareService:
                                 f"tokens_revoked={tokens} panels_closed={panels}")
         log.info("consent withdrawn for an enrolment; %d instances removed", removed)
         return removed
+
+
+def _consent_of(conn: Connection, enrolment_id: int) -> object:
+    """The enrolment's consent for care (``None`` if it is gone)."""
+    if conn.dialect.name != "sqlite":
+        return conn.execute(_CONSENT_OF, {"b_id": enrolment_id}).scalar()
+    dbapi_error = conn.dialect.loaded_dbapi.Error
+    cursor = conn.connection.cursor()
+    try:
+        cursor.execute(_SQLITE_CONSENT_OF, (enrolment_id,))
+        row = cursor.fetchone()
+    except dbapi_error as exc:  # raised as SQLAlchemy would: callers catch that
+        raise DBAPIError.instance(None, None, exc, dbapi_error, hide_parameters=True) from exc
+    finally:
+        cursor.close()
+    return None if row is None else row[0]
 
 
 def close_panels_of(s: Session, enrolment_id: int, *, actor: str) -> int:

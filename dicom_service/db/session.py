@@ -34,13 +34,14 @@ def _sqlite_pragmas(dbapi_conn: Any, _record: Any) -> None:
 class Database:
     """One engine and its session factory."""
 
-    def __init__(self, url: str) -> None:
+    def __init__(self, url: str, *, held: int = 0) -> None:
+        """``held``: connections that may stay checked out for long (each DICOM
+        association holds one while it lasts); the pool has room for them on
+        top of what requests use."""
         self.url = url
-        kwargs: dict[str, Any] = {"future": True}
+        kwargs: dict[str, Any] = {"future": True, "pool_size": 20 + held, "max_overflow": 20}
         if url.startswith("sqlite"):
             kwargs["connect_args"] = {"check_same_thread": False, "timeout": 30}
-            kwargs["pool_size"] = 20
-            kwargs["max_overflow"] = 20
         self.engine: Engine = create_engine(url, **kwargs)
         if url.startswith("sqlite"):
             event.listen(self.engine, "connect", _sqlite_pragmas)

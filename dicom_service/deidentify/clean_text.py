@@ -32,8 +32,13 @@ in context, and text in other languages' scripts that case folding does not
 map onto the stored form. It is a filter, not a guarantee.
 
 Nothing here logs; the cleaner holds identifiers in memory only, for one
-instance (no cache across instances, patterns compiled without ``re``'s
-module cache), and its ``repr`` shows none.
+instance or, given a :class:`~dicom_service.deidentify.cache.DeidCache`, for
+the instances of one association: then the cleaner built for the first
+instance of a series serves the next ones (found by a keyed digest of the
+elements it was built from), and remembers each text's result by a keyed
+digest of the text's bytes, until the cache is cleared. There is no cache
+across associations (patterns are compiled without ``re``'s module cache),
+and its ``repr`` shows none.
 
 Changing what this module removes changes what a profile does without
 changing its recipe text: bump ``profiles.ENGINE_REVISION`` (part of every
@@ -46,7 +51,7 @@ import re
 import unicodedata
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from pydicom.dataelem import DataElement, RawDataElement, convert_raw_data_element
 from pydicom.dataset import Dataset
@@ -54,6 +59,9 @@ from pydicom.multival import MultiValue
 from pydicom.tag import BaseTag
 
 from dicom_service.deidentify.plan import effective_vr
+
+if TYPE_CHECKING:  # pragma: no cover - types only
+    from dicom_service.deidentify.cache import DeidCache
 
 __all__ = ["MAX_LENGTH", "REMOVED", "TextCleaner", "fold"]
 
@@ -311,8 +319,21 @@ def _value(ds: Dataset, tag: BaseTag, elem: DataElement | RawDataElement) -> Any
     return elem.value
 
 
-def _collect(ds: Dataset, out: set[tuple[str, str]], depth: int = 0) -> None:
-    """Collect identifying terms from ``ds`` and its sequences (not private)."""
+_Terms = Callable[[object], Iterator[tuple[str, str]]]
+_TERMS_BY_TAG: dict[int, _Terms] = {
+    **dict.fromkeys(_ID_TAGS, _id_terms),
+    **dict.fromkeys(_TEXT_TAGS, _text_terms),
+    **dict.fromkeys(_PHONE_TAGS, _phone_terms),
+}
+_TERMS_NAME: dict[_Terms, str] = {_name_terms: "name", _id_terms: "id",
+                                  _text_terms: "text", _phone_terms: "phone"}
+
+
+def _sources(
+    ds: Dataset, depth: int = 0
+) -> Iterator[tuple[Dataset, BaseTag, DataElement | RawDataElement, _Terms]]:
+    """The elements of ``ds`` and its sequences (not private) that name
+    identifying terms, each with its data set and how to take its terms."""
     for tag, elem in list(ds._dict.items()):
         t = int(tag)
         if (t >> 16) & 1 or t >> 16 in (0x7FE0, 0x0002):
@@ -323,16 +344,34 @@ def _collect(ds: Dataset, out: set[tuple[str, str]], depth: int = 0) -> None:
         if vr == "SQ":
             if depth < 16:
                 for item in ds[tag].value or ():
-                    _collect(item, out, depth + 1)
+                    yield from _sources(item, depth + 1)
             continue
-        if vr == "PN":
-            out.update(_name_terms(_value(ds, tag, elem)))
-        elif t in _ID_TAGS:
-            out.update(_id_terms(_value(ds, tag, elem)))
-        elif t in _TEXT_TAGS:
-            out.update(_text_terms(_value(ds, tag, elem)))
-        elif t in _PHONE_TAGS:
-            out.update(_phone_terms(_value(ds, tag, elem)))
+        terms = _name_terms if vr == "PN" else _TERMS_BY_TAG.get(t)
+        if terms is not None:
+            yield ds, tag, elem, terms
+
+
+def _collect(ds: Dataset, out: set[tuple[str, str]]) -> None:
+    """Collect identifying terms from ``ds`` and its sequences (not private)."""
+    for item, tag, elem, terms in _sources(ds):
+        out.update(terms(_value(item, tag, elem)))
+
+
+def _source_key(
+    sources: list[tuple[Dataset, BaseTag, DataElement | RawDataElement, _Terms]]
+) -> tuple[object, ...]:
+    """What determines the terms of ``sources``: an undecoded value by its
+    bytes, VR and character set; a decoded one by its strings."""
+    return tuple(
+        (_TERMS_NAME[terms], int(tag), elem.VR, repr(item._character_set), elem.value)
+        if type(elem) is RawDataElement else
+        (_TERMS_NAME[terms], int(tag), tuple(_strings(elem.value)))
+        for item, tag, elem, terms in sources)
+
+
+_MISS = object()
+_UNCHANGED = object()
+_MEMO_LIMIT = 4096
 
 
 @dataclass(frozen=True)
@@ -350,12 +389,22 @@ class TextCleaner:
     rules change it; then :meth:`clean` each text the profile keeps cleaned.
     """
 
-    __slots__ = ("_terms",)
+    __slots__ = ("_digest", "_memo", "_terms")
 
-    def __init__(self, terms: Iterable[tuple[str, str]]) -> None:
+    def __init__(self, terms: Iterable[tuple[str, str]],
+                 cache: DeidCache | None = None) -> None:
         """``terms``: (category, value) pairs; categories ``family``,
-        ``given``, ``id``, ``text``, ``phone``."""
+        ``given``, ``id``, ``text``, ``phone``. With ``cache``, results of
+        :meth:`clean_element` are remembered until :meth:`forget`."""
         self._terms = _build(tuple(sorted(set(terms))))
+        self._memo: dict[bytes, object] | None = None if cache is None else {}
+        self._digest = None if cache is None else cache.text_digest
+
+    def forget(self) -> None:
+        """Drop the terms and remembered results (its cache was cleared)."""
+        self._terms = ()
+        if self._memo is not None:
+            self._memo.clear()
 
     def __repr__(self) -> str:
         return f"TextCleaner({len(self._terms)} terms)"
@@ -372,16 +421,32 @@ class TextCleaner:
         return _compile(candidates) if candidates else ()
 
     @classmethod
-    def from_dataset(cls, ds: Dataset) -> TextCleaner:
+    def from_dataset(cls, ds: Dataset, cache: DeidCache | None = None) -> TextCleaner:
         """Collect the identifying terms of ``ds`` (the original instance).
+
+        With ``cache``, the cleaner of an earlier instance whose identifying
+        elements were the same is reused (no value is decoded then), and a
+        new one is kept there.
 
         Raises:
             Exception: what pydicom raises for a value it cannot decode (the
                 message may quote it: report the type only).
         """
-        terms: set[tuple[str, str]] = set()
-        _collect(ds, terms)
-        return cls(terms)
+        if cache is None:
+            terms: set[tuple[str, str]] = set()
+            _collect(ds, terms)
+            return cls(terms)
+        sources = list(_sources(ds))
+        key = cache.digest(_source_key(sources))
+        found = cache.cleaner(key)
+        if found is not None:
+            return found
+        terms = set()
+        for item, tag, elem, take in sources:
+            terms.update(take(_value(item, tag, elem)))
+        made = cls(terms, cache)
+        cache.keep_cleaner(key, made)
+        return made
 
     def _hits(self, text: str) -> list[_Hit]:
         hits: list[_Hit] = []
@@ -475,6 +540,48 @@ class TextCleaner:
             pos = end
         out.append(text[pos:])
         return "".join(out)
+
+    def clean_element(self, ds: Dataset, tag: BaseTag, vr: str) -> None:
+        """Clean element ``tag`` of ``ds`` in place (:meth:`clean_value`).
+
+        An element still raw from the parser whose text has no hit stays raw,
+        so the writer copies its bytes as received. With a cache the result
+        is remembered by a keyed digest of the element's bytes: the same text
+        in the next instance costs one HMAC.
+
+        Raises:
+            Exception: what pydicom raises for a value it cannot decode.
+        """
+        elem = ds._dict[tag]
+        if type(elem) is not RawDataElement or elem.value is None:
+            converted = ds[tag]
+            converted.value = self.clean_value(converted.value, vr)
+            return
+        key = b""
+        if self._memo is not None and self._digest is not None:
+            key = self._digest(b"%s %s\x00%s\x00%s" % (
+                vr.encode(), (elem.VR or "").encode(), repr(ds._character_set).encode(),
+                elem.value))
+            found = self._memo.get(key, _MISS)
+            if found is _UNCHANGED:
+                return
+            if found is not _MISS:
+                ds._dict[tag] = DataElement(tag, vr, list(found) if isinstance(found, tuple)
+                                            else found)
+                return
+        value = _value(ds, tag, elem)
+        cleaned = self.clean_value(value, vr)
+        changed = cleaned is not value and not (
+            isinstance(cleaned, list) and isinstance(value, MultiValue | list)
+            and cleaned == list(value))
+        if changed:  # set decoded, in the VR the profile read it as
+            ds._dict[tag] = DataElement(tag, vr, cleaned)
+        if self._memo is not None and key:
+            if len(self._memo) >= _MEMO_LIMIT:
+                self._memo.clear()
+            # several values are kept as a tuple: nobody can change them
+            kept = tuple(cleaned) if isinstance(cleaned, list) else cleaned
+            self._memo[key] = kept if changed else _UNCHANGED
 
     def clean_value(self, value: object, vr: str) -> object:
         """Clean an element value (a string or several) of VR ``vr``; the

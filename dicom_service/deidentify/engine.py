@@ -256,8 +256,7 @@ def walk(
             if cleaner is None:
                 del d[tag]
                 continue
-            cleaned = ds[tag]
-            cleaned.value = cleaner.clean_value(cleaned.value, op.vr)
+            cleaner.clean_element(ds, tag, op.vr)
             continue
         if (
             type(elem) is RawDataElement

@@ -126,6 +126,15 @@ def _already_contributed(seq: Sequence, marks: Marks) -> bool:
     return False
 
 
+def _sop_instance_uid(ds: Dataset) -> object:
+    """SOPInstanceUID, read without converting a raw element (the writer
+    then copies its bytes as the walk mapped them)."""
+    elem = ds._dict[BaseTag(_SOP_INSTANCE_UID)]
+    if type(elem) is RawDataElement and isinstance(elem.value, bytes):
+        return elem.value.decode("latin-1").rstrip("\x00 ")  # as pydicom reads UI
+    return ds[_SOP_INSTANCE_UID].value
+
+
 def mark(ds: Dataset, p: Pseudonymiser, marks: Marks) -> None:
     """Set the pseudonym and the de-identification attributes on ``ds``.
 
@@ -174,7 +183,7 @@ def mark(ds: Dataset, p: Pseudonymiser, marks: Marks) -> None:
             _set(ds, _CONTRIBUTING_EQUIPMENT, "SQ", Sequence([_contributing_item(marks)]))
     meta = getattr(ds, "file_meta", None)
     if meta is not None and _SOP_INSTANCE_UID in ds:
-        sop = ds[_SOP_INSTANCE_UID].value
+        sop = _sop_instance_uid(ds)
         if sop:
             meta[_MEDIA_STORAGE_SOP_INSTANCE_UID] = DataElement(
                 _MEDIA_STORAGE_SOP_INSTANCE_UID, "UI", sop

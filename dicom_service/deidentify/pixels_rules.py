@@ -33,9 +33,10 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 from pydicom.datadict import dictionary_VR
-from pydicom.dataelem import RawDataElement
+from pydicom.dataelem import RawDataElement, convert_raw_data_element
 from pydicom.dataset import Dataset
 from pydicom.multival import MultiValue
 
@@ -48,6 +49,9 @@ from dicom_service.deidentify.recipe import (
     RecipeError,
     TagField,
 )
+
+if TYPE_CHECKING:  # pragma: no cover - types only
+    from dicom_service.deidentify.cache import DeidCache
 
 __all__ = ["Box", "CompiledGroup", "Decision", "PixelRules", "compile_pixel_rules"]
 
@@ -127,18 +131,53 @@ class PixelRules:
     """The compiled ``%filter`` groups of a profile, in recipe order."""
 
     groups: tuple[CompiledGroup, ...] = ()
+    # every tag some test reads, in order: what a decision depends on
+    _tags: tuple[int, ...] = field(init=False, repr=False, compare=False)
 
-    def decide(self, ds: Dataset) -> Decision:
+    def __post_init__(self) -> None:
+        tags = {t.tag for g in self.groups for _, tests in g.lines for t in tests}
+        object.__setattr__(self, "_tags", tuple(sorted(tags)))
+
+    def decide(self, ds: Dataset, cache: DeidCache | None = None) -> Decision:
         """Evaluate every group against the header of ``ds`` (top level and file meta).
+
+        With ``cache``, the decision of an earlier instance whose tested
+        values were the same is reused (found by a keyed digest of those
+        values), unless it took boxes from the instance's own regions.
 
         Raises:
             Exception: what pydicom raises for an element it cannot decode
                 (messages may quote values; report only the type).
         """
+        memo = _Memo()
+        key = b""
+        if cache is not None:
+            try:
+                key = cache.digest(self._tested(ds, memo))
+            except Exception:  # undecodable: evaluated as without a cache, which reports it
+                memo = _Memo()
+            found = cache.decision(key) if key else None
+            if found is not None:
+                return found
+        decision, own_regions = self._evaluate(ds, memo)
+        if key and not own_regions and cache is not None:
+            cache.keep_decision(key, decision)
+        return decision
+
+    def _tested(self, ds: Dataset, memo: _Memo) -> tuple[object, ...]:
+        """Every tested value of ``ds`` (kept in ``memo`` for the evaluation)."""
+        texts = memo.texts
+        for tag in self._tags:
+            texts[tag] = _present_texts(ds, tag)
+        return tuple((tag, present, tuple(values))
+                     for tag, (present, values) in texts.items())
+
+    def _evaluate(self, ds: Dataset, memo: _Memo) -> tuple[Decision, bool]:
+        """The decision, and whether it took boxes from the instance's regions."""
         blank: list[tuple[str, Box | None]] = []
         keep: list[tuple[str, tuple[Box, ...]]] = []
         ocr: str | None = None
-        memo = _Memo()
+        own_regions = False
         for group in self.groups:
             if group.section == OCR and ocr is not None:
                 continue
@@ -150,6 +189,7 @@ class PixelRules:
             keeps: list[Box] = []
             has_keep = False
             for spec in group.coordinates:
+                own_regions = own_regions or spec.source == _ULTRASOUND_REGIONS
                 boxes = _boxes(ds, spec)
                 if spec.keep:
                     has_keep = True
@@ -161,7 +201,7 @@ class PixelRules:
                     blank.extend((group.label, b) for b in boxes)
             if has_keep:
                 keep.append((group.label, tuple(keeps)))
-        return Decision(tuple(blank), tuple(keep), ocr)
+        return Decision(tuple(blank), tuple(keep), ocr), own_regions
 
 
 def _boxes(ds: Dataset, spec: CoordinateSpec) -> list[Box] | None:
@@ -214,7 +254,10 @@ def _present_texts(ds: Dataset, tag: int) -> tuple[bool, list[str]]:
         if vr in _TEXT_VRS:
             text = elem.value.decode("latin-1")
             return True, _values(text.split("\\") if "\\" in text else text)
-    return True, _values(source[tag].value)
+    if type(elem) is RawDataElement:  # decoded without converting it in the data set
+        return True, _values(convert_raw_data_element(
+            elem, encoding=source._character_set, ds=source).value)
+    return True, _values(elem.value)
 
 
 def _dictionary_vr(tag: int) -> str:

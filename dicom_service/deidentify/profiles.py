@@ -42,6 +42,7 @@ from typing import Any
 from pydicom.dataset import Dataset
 
 from dicom_service import __version__ as _package_version
+from dicom_service.deidentify.cache import DeidCache
 from dicom_service.deidentify.clean_text import TextCleaner
 from dicom_service.deidentify.engine import apply_adds, walk
 from dicom_service.deidentify.markers import Marks, mark
@@ -136,7 +137,8 @@ class Profile:
             raise RuntimeError("profile was not compiled")
         return self._marks
 
-    def apply(self, ds: Dataset, p: Pseudonymiser) -> PixelReport | None:
+    def apply(self, ds: Dataset, p: Pseudonymiser,
+              cache: DeidCache | None = None) -> PixelReport | None:
         """De-identify ``ds`` in place for the enrolment of ``p``.
 
         One pass over the dataset and, recursively, every sequence item, then
@@ -146,6 +148,10 @@ class Profile:
         DeidentificationMethod (+ code sequence), LongitudinalTemporal
         InformationModified, contributing equipment, and
         MediaStorageSOPInstanceUID = SOPInstanceUID.
+
+        ``cache`` (one per association, see
+        :mod:`dicom_service.deidentify.cache`) lets consecutive instances
+        share the text cleaner and the pixel decision; the result is the same.
 
         With the Clean Pixel Data option (code 113101) the profile's
         ``%filter`` rules are evaluated on the header as received, and the
@@ -167,11 +173,11 @@ class Profile:
             raise RuntimeError("profile was not compiled")
         # Clean options keep text minus what the ORIGINAL says identifies:
         # collected before any rule changes the dataset.
-        cleaner = TextCleaner.from_dataset(ds) if plan.cleans else None
+        cleaner = TextCleaner.from_dataset(ds, cache) if plan.cleans else None
         pixels = self._pixels
         decision = None
         if pixels is not None and _PIXEL_DATA in ds:
-            decision = pixels.decide(ds)  # on the header as received
+            decision = pixels.decide(ds, cache)  # on the header as received
         walk(ds, plan, p, cleaner=cleaner)
         meta = getattr(ds, "file_meta", None)
         if meta is not None:

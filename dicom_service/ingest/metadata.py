@@ -13,7 +13,10 @@
 
 The encoder below is a small, fast rendering of F.2 (about a quarter of the
 cost of ``Dataset.to_json_dict``; ingest speed matters). Its output is tested
-against pydicom's.
+against pydicom's. Given a :class:`MetadataCache` (one per association), the
+JSON text of each small top-level value is kept by its encoded bytes, so the
+values a series repeats in every instance are rendered once; the result is
+the same text.
 """
 
 from __future__ import annotations
@@ -53,16 +56,51 @@ class InstanceFacts:
     pixel_data_length: int | None
 
 
-def describe_instance(ds: Dataset, data: bytes, transfer_syntax: str,
-                      key: InstanceKey) -> InstanceFacts:
-    """The facts the index keeps of ``ds``, written as ``data`` (a Part-10 file)."""
+class MetadataCache:
+    """JSON texts of small de-identified values, by their encoded bytes.
+
+    Only de-identified output (what the index stores anyway) is ever in here.
+    Bounded (cleared when full); used by one thread at a time.
+    """
+
+    __slots__ = ("_texts",)
+
+    def __init__(self) -> None:
+        self._texts: dict[tuple[int, str | None, bytes, bool, str | None], str] = {}
+
+    def __repr__(self) -> str:
+        return f"MetadataCache({len(self._texts)} values)"
+
+    def clear(self) -> None:
+        self._texts.clear()
+
+
+_CACHED_BYTES = 256  # longer values are rarely repeated, and costly to hash
+_CACHED_VALUES = 4096
+
+
+def describe_instance(ds: Dataset, data: bytes, transfer_syntax: str, key: InstanceKey,
+                      pixel_data: tuple[int, int] | None = None,
+                      cache: MetadataCache | None = None) -> InstanceFacts:
+    """The facts the index keeps of ``ds``, written as ``data`` (a Part-10 file).
+
+    ``pixel_data``: the offset and length of the native Pixel Data value in
+    ``data`` when the writer knows them (:func:`~dicom_service.dicom.part10.
+    encode_instance`); otherwise it is searched for. ``cache``: see
+    :class:`MetadataCache`.
+    """
     base = f"studies/{key.study_uid}/series/{key.series_uid}/instances/{key.sop_uid}/bulkdata/"
+    document = None
     try:
-        model = _dataset(ds, base)
+        if cache is not None:
+            document = _dataset_text(ds, base, cache)
+        else:
+            model = _dataset(ds, base)
     except (ValueError, TypeError, KeyError, struct.error):
         # an element the fast path misreads: pydicom's slower, general encoder
         model = ds.to_json_dict(BULK_THRESHOLD,
                                 lambda elem: f"{base}{elem.tag:08X}")
+        document = None
     has_pixels = any(t in ds for t in _PIXEL_TAGS)
     frames: int | None = None
     if has_pixels:
@@ -70,11 +108,12 @@ def describe_instance(ds: Dataset, data: bytes, transfer_syntax: str,
     offset = length = None
     ts = UID(transfer_syntax)
     if PIXEL_DATA in ds and not ts.is_compressed and not ts.is_deflated:
-        found = locate_pixel_data(data, ds, ts)
+        found = pixel_data if pixel_data is not None else locate_pixel_data(data, ds, ts)
         if found is not None:
             offset, length = found
-    return InstanceFacts(metadata_json=json.dumps(model, separators=(",", ":"),
-                                                  ensure_ascii=False),
+    if document is None:
+        document = _dumps(model)
+    return InstanceFacts(metadata_json=document,
                          number_of_frames=frames, pixel_data_offset=offset,
                          pixel_data_length=length)
 
@@ -113,6 +152,44 @@ def _int(value: Any) -> int | None:
         return int(value) if value not in (None, "") else None
     except (TypeError, ValueError):
         return None
+
+
+def _dumps(value: Any) -> str:
+    return json.dumps(value, separators=(",", ":"), ensure_ascii=False)
+
+
+def _dataset_text(ds: Dataset, bulk_base: str, cache: MetadataCache) -> str:
+    """``_dumps(_dataset(ds, bulk_base))``, each small value's text from ``cache``
+    when the same bytes were rendered before (``json.dumps`` of a dict is
+    its items' texts joined, so the result is the same)."""
+    texts = cache._texts
+    if len(texts) >= _CACHED_VALUES:
+        texts.clear()
+    text_codec = _text_codec(ds, "latin-1")
+    raw_elements = ds._dict
+    items: list[str] = []
+    for tag in sorted(raw_elements, key=int):  # int order: no Python-level __lt__
+        raw = raw_elements[tag]
+        text = None
+        memo = None
+        if (type(raw) is RawDataElement and type(raw.value) is bytes and raw.VR != "SQ"
+                and len(raw.value) <= _CACHED_BYTES):
+            memo = (int(tag), raw.VR, raw.value, raw.is_little_endian, text_codec)
+            text = texts.get(memo)
+        if text is None:
+            encoded = None
+            if isinstance(raw, RawDataElement):
+                if raw.VR == "SQ":
+                    encoded = _raw_sequence(ds, raw, text_codec)
+                else:
+                    encoded = _raw(raw, text_codec, bulk_base)
+            if encoded is None:
+                encoded = _element(ds[tag], bulk_base, text_codec)
+            text = _dumps(encoded)
+            if memo is not None and "BulkDataURI" not in encoded:
+                texts[memo] = text
+        items.append(f'"{tag:08X}":{text}')
+    return "{" + ",".join(items) + "}"
 
 
 def _dataset(ds: Dataset, bulk_base: str | None,

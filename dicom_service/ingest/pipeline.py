@@ -5,6 +5,13 @@ care? -> de-identify (in memory) -> write atomically -> index -> audit -> only
 then return. Every refusal is an :class:`IngestRefused` with a named reason,
 and nothing of a refused instance is kept. The original dataset never leaves
 memory.
+
+On one association everything is serial (the sender waits for each answer),
+so what counts is the wall time of :meth:`IngestPipeline.ingest`. The
+instances of one association share an :class:`IngestContext` (a held
+database connection and per-association caches); the file's bytes start
+their way to the disk before the instance is described for the index, and
+are durable (fsync, rename, directory fsync) before its row commits.
 """
 
 from __future__ import annotations
@@ -13,31 +20,44 @@ import logging
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, cast
+from datetime import datetime
+from types import TracebackType
+from typing import Any
 
+from pydicom.dataelem import RawDataElement
 from pydicom.dataset import Dataset, FileMetaDataset
+from pydicom.tag import BaseTag
 from pydicom.uid import UID
-from sqlalchemy import Executable, Table, bindparam, update
-from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy import Connection
 from sqlalchemy.exc import SQLAlchemyError
 
 from dicom_service import metrics
 from dicom_service.care import audit
-from dicom_service.care.enrolment import CareService
-from dicom_service.db.models import Enrolment, Instance, Series, Study, utcnow
+from dicom_service.care.enrolment import CareService, EnrolmentInfo
+from dicom_service.db.models import utcnow
 from dicom_service.db.session import Database
 from dicom_service.deidentify import Profile
-from dicom_service.dicom.part10 import encode_part10
+from dicom_service.deidentify.cache import DeidCache
+from dicom_service.dicom.parse import peek_uid
+from dicom_service.dicom.part10 import encode_instance
 from dicom_service.dicom.uids import InvalidUID, validate_uid
 from dicom_service.errors import IngestRefused, Refusal
-from dicom_service.ingest.metadata import InstanceFacts, describe_instance
+from dicom_service.ingest.index import IndexStatements
+from dicom_service.ingest.metadata import InstanceFacts, MetadataCache, describe_instance
 from dicom_service.logsafe import describe
 from dicom_service.storage.base import InstanceKey, InstanceStore
 
 log = logging.getLogger(__name__)
 
 
-_REQUIRED_UIDS = ("SOPClassUID", "SOPInstanceUID", "StudyInstanceUID", "SeriesInstanceUID")
+_SOP_CLASS_UID = 0x00080016
+_SOP_INSTANCE_UID = 0x00080018
+_STUDY_INSTANCE_UID = 0x0020000D
+_SERIES_INSTANCE_UID = 0x0020000E
+_INSTANCE_NUMBER = 0x00200013
+_REQUIRED_UIDS = (("SOPClassUID", _SOP_CLASS_UID), ("SOPInstanceUID", _SOP_INSTANCE_UID),
+                  ("StudyInstanceUID", _STUDY_INSTANCE_UID),
+                  ("SeriesInstanceUID", _SERIES_INSTANCE_UID))
 
 
 @dataclass(frozen=True)
@@ -58,32 +78,68 @@ class IngestResult:
     replaced: bool
 
 
-def _insert_ignore(dialect: str, table: Table) -> Executable:
-    """INSERT ... ON CONFLICT DO NOTHING: a re-send changes nothing."""
-    if dialect == "postgresql":
-        return postgresql.insert(table).on_conflict_do_nothing()
-    return sqlite.insert(table).on_conflict_do_nothing()
+class IngestContext:
+    """What the instances of one association (or one STOW-RS request) share.
 
+    * one database connection, taken from the pool on first use and held
+      until :meth:`close`: no pool checkout per instance;
+    * the de-identification caches (:class:`DeidCache`): the text cleaner and
+      the pixel decision of the first instance of a series serve the next
+      ones. They hold that association's identifiers, in memory only, under
+      keyed digests, and are forgotten at :meth:`close`;
+    * the JSON texts of the de-identified values a series repeats
+      (:class:`MetadataCache`), also forgotten at :meth:`close`.
 
-class _Statements:
-    """The index statements, built once so that SQLAlchemy compiles them once."""
+    Made by :meth:`IngestPipeline.context`; used by one thread at a time (as
+    an association's instances arrive one after another); closed when the
+    association ends (``with`` closes it too).
+    """
 
-    def __init__(self, dialect: str) -> None:
-        study, series, instance, enrolment = (
-            cast(Table, m.__table__) for m in (Study, Series, Instance, Enrolment))
-        self.touch_enrolment = (
-            update(enrolment)
-            .where(enrolment.c.id == bindparam("b_id"), enrolment.c.consent_care.is_(True))
-            .values(last_instance_at=bindparam("b_now")))
-        self.insert_study = _insert_ignore(dialect, study)
-        self.insert_series = _insert_ignore(dialect, series)
-        self.insert_instance = _insert_ignore(dialect, instance)
+    def __init__(self, db: Database, *, caches: bool = True) -> None:
+        self._db = db
+        self.deid = DeidCache() if caches else None
+        self.metadata = MetadataCache() if caches else None
+        self._conn: Connection | None = None
+        self._closed = False
+
+    def connection(self) -> Connection:
+        if self._closed:  # a connection taken now would never be given back
+            raise RuntimeError("this ingest context is closed")
+        if self._conn is None:
+            self._conn = self._db.engine.connect()
+        return self._conn
+
+    def discard_connection(self) -> None:
+        """After a database error: give the connection back; the next
+        instance takes a fresh one."""
+        conn, self._conn = self._conn, None
+        if conn is not None:
+            try:
+                conn.close()
+            except SQLAlchemyError as exc:  # it was broken already
+                log.warning("ingest connection not closed cleanly (%s)", describe(exc))
+
+    def close(self) -> None:
+        """Forget the caches and give the connection back (idempotent)."""
+        self._closed = True
+        if self.deid is not None:
+            self.deid.clear()
+        if self.metadata is not None:
+            self.metadata.clear()
+        self.discard_connection()
+
+    def __enter__(self) -> IngestContext:
+        return self
+
+    def __exit__(self, kind: type[BaseException] | None, exc: BaseException | None,
+                 tb: TracebackType | None) -> None:
+        self.close()
 
 
 def _int_or_none(value: Any) -> int | None:
     try:
         return int(value) if value not in (None, "") else None
-    except (TypeError, ValueError):
+    except (TypeError, ValueError, OverflowError):  # OverflowError: IS "inf"
         return None
 
 
@@ -94,20 +150,33 @@ class IngestPipeline:
         self.store = store
         self.care = care
         self.active_profile = active_profile
-        self._statements = _Statements(db.dialect)
+        self._statements = IndexStatements(db.dialect)
         self._audit = audit.chain_for(db)  # the CareService registered its key
         # series this process has indexed: their study and series rows exist
         self._known_series: set[str] = set()
 
-    def ingest(self, ds: Dataset, transfer_syntax: str, sender: Sender) -> IngestResult:
+    def context(self) -> IngestContext:
+        """A context for the instances of one association or STOW-RS request:
+        pass it to each :meth:`ingest`, close it at the end."""
+        return IngestContext(self.db)
+
+    def ingest(self, ds: Dataset, transfer_syntax: str, sender: Sender,
+               context: IngestContext | None = None) -> IngestResult:
         """De-identify and store one instance; return only once it is durable and indexed.
+
+        ``context`` (from :meth:`context`) carries what the instances of one
+        association share; without one, the instance gets its own.
 
         Raises :class:`IngestRefused` with the reason on any refusal; then nothing
         of the instance is kept.
         """
         started = time.perf_counter()
         try:
-            result = self._ingest(ds, transfer_syntax, sender)
+            if context is None:  # one instance: nothing to share, nothing to cache
+                with IngestContext(self.db, caches=False) as own:
+                    result = self._ingest(ds, transfer_syntax, sender, own)
+            else:
+                result = self._ingest(ds, transfer_syntax, sender, context)
         except IngestRefused as exc:
             metrics.INSTANCES_REFUSED.labels(reason=exc.reason.value).inc()
             raise
@@ -115,16 +184,44 @@ class IngestPipeline:
         metrics.INGEST_SECONDS.observe(time.perf_counter() - started)
         return result
 
-    def _ingest(self, ds: Dataset, transfer_syntax: str, sender: Sender) -> IngestResult:
-        # 1. required UIDs, validated before anything else looks at them
+    def _enrolment(self, ds: Dataset, sender: Sender, ctx: IngestContext) -> EnrolmentInfo:
+        """Steps 2 and 3: the sending centre's enrolment, with consent for care."""
         try:
-            for name in _REQUIRED_UIDS:
-                value = ds.get(name)
-                if value is None or str(value) == "":
-                    raise IngestRefused(Refusal.MISSING_REQUIRED_UIDS, f"{name} is missing")
-                validate_uid(str(value), name)
             patient_id = ds.get("PatientID")
             issuer = ds.get("IssuerOfPatientID")
+        except Exception as exc:
+            log.info("unparsable data set refused (%s)", describe(exc))
+            raise IngestRefused(Refusal.UNPARSABLE_DATASET,
+                                "the data set could not be parsed") from None
+        if not patient_id or not str(patient_id).strip():
+            raise IngestRefused(Refusal.PATIENT_NOT_ENROLLED, "the instance has no PatientID")
+        conn = ctx.connection()
+        try:
+            enrolment = self.care.find_enrolment_on(
+                conn, sender.centre_id, str(issuer) if issuer else None, str(patient_id))
+            if conn.in_transaction():
+                conn.rollback()  # end the read; the index transaction checks consent again
+        except SQLAlchemyError:
+            ctx.discard_connection()
+            raise
+        if enrolment is None:
+            raise IngestRefused(Refusal.PATIENT_NOT_ENROLLED,
+                                "the patient is not enrolled at the sending centre")
+        if not enrolment.consent_care:
+            raise IngestRefused(Refusal.NO_CONSENT_FOR_CARE,
+                                "consent for care is not active for this enrolment")
+        return enrolment
+
+    def _ingest(self, ds: Dataset, transfer_syntax: str, sender: Sender,
+                ctx: IngestContext) -> IngestResult:
+        # 1. required UIDs, validated before anything else looks at them (read
+        # without converting them: the writer then copies what the walk maps)
+        try:
+            for name, tag in _REQUIRED_UIDS:
+                value = peek_uid(ds, tag)
+                if not value:
+                    raise IngestRefused(Refusal.MISSING_REQUIRED_UIDS, f"{name} is missing")
+                validate_uid(value, name)
         except InvalidUID as exc:
             raise IngestRefused(Refusal.INVALID_UID, str(exc)) from None
         except IngestRefused:
@@ -135,16 +232,7 @@ class IngestPipeline:
                                 "the data set could not be parsed") from None
 
         # 2. which enrolment? 3. consent for care?
-        if not patient_id or not str(patient_id).strip():
-            raise IngestRefused(Refusal.PATIENT_NOT_ENROLLED, "the instance has no PatientID")
-        enrolment = self.care.find_enrolment(sender.centre_id, str(issuer) if issuer else None,
-                                             str(patient_id))
-        if enrolment is None:
-            raise IngestRefused(Refusal.PATIENT_NOT_ENROLLED,
-                                "the patient is not enrolled at the sending centre")
-        if not enrolment.consent_care:
-            raise IngestRefused(Refusal.NO_CONSENT_FOR_CARE,
-                                "consent for care is not active for this enrolment")
+        enrolment = self._enrolment(ds, sender, ctx)
 
         # 4. de-identify, in memory
         profile = self.active_profile()
@@ -157,28 +245,45 @@ class IngestPipeline:
             if getattr(ds, "file_meta", None) is None:
                 ds.file_meta = FileMetaDataset()
             ds.file_meta.TransferSyntaxUID = UID(transfer_syntax)
-            profile.apply(ds, pseudonymiser)
+            profile.apply(ds, pseudonymiser, ctx.deid)
             transfer_syntax = str(ds.file_meta.TransferSyntaxUID)
-            key = InstanceKey(str(ds.StudyInstanceUID), str(ds.SeriesInstanceUID),
-                              str(ds.SOPInstanceUID))
-            data = encode_part10(ds, transfer_syntax)
-            facts = describe_instance(ds, data, transfer_syntax, key)
+            key = InstanceKey(_uid(ds, _STUDY_INSTANCE_UID), _uid(ds, _SERIES_INSTANCE_UID),
+                              _uid(ds, _SOP_INSTANCE_UID))
+            data, pixel_data = encode_instance(ds, transfer_syntax)
         except Exception as exc:
             log.warning("de-identification failed (%s)", describe(exc))
             raise IngestRefused(Refusal.DEIDENTIFICATION_FAILED,
                                 "the instance could not be de-identified") from None
 
-        # 5. write atomically, then index and audit in one transaction
+        # 5. write atomically, then index and audit in one transaction. While
+        # the bytes travel to the disk, describe the instance for the index.
         try:
-            stored = self.store.put(key, data)
+            pending = self.store.start_put(key, data)
         except OSError as exc:
             log.error("store write failed (%s)", describe(exc))
             raise IngestRefused(Refusal.OUT_OF_RESOURCES,
                                 "the instance could not be written") from None
-        sop_class = str(ds.SOPClassUID)
+        sop_class = _uid(ds, _SOP_CLASS_UID)
         try:
-            self._index(ds, key, enrolment.id, sop_class, transfer_syntax, stored.location,
-                        stored.size, profile, sender, facts)
+            facts = describe_instance(ds, data, transfer_syntax, key, pixel_data, ctx.metadata)
+            rows = self._rows(ds, key, enrolment.id, sop_class, transfer_syntax,
+                              pending.location, len(data), profile, facts)
+        except Exception as exc:
+            pending.abort()
+            log.warning("de-identification failed (%s)", describe(exc))
+            raise IngestRefused(Refusal.DEIDENTIFICATION_FAILED,
+                                "the instance could not be de-identified") from None
+        except BaseException:
+            pending.abort()
+            raise
+        try:
+            stored = pending.finish()  # durable before its row commits
+        except OSError as exc:
+            log.error("store write failed (%s)", describe(exc))
+            raise IngestRefused(Refusal.OUT_OF_RESOURCES,
+                                "the instance could not be written") from None
+        try:
+            self._index(ctx, rows, key, sender)
         except _ConsentGone:
             if not stored.replaced:
                 self.store.delete(key)
@@ -195,9 +300,37 @@ class IngestPipeline:
                             series_uid=key.series_uid, sop_uid=key.sop_uid,
                             sop_class_uid=sop_class, replaced=stored.replaced)
 
-    def _index(self, ds: Dataset, key: InstanceKey, enrolment_id: int, sop_class: str,
-               transfer_syntax: str, location: str, size: int, profile: Profile,
-               sender: Sender, facts: InstanceFacts) -> None:
+    def _rows(self, ds: Dataset, key: InstanceKey, enrolment_id: int, sop_class: str,
+              transfer_syntax: str, location: str, size: int, profile: Profile,
+              facts: InstanceFacts) -> _Rows:
+        """The index rows of the instance (study and series only for a series
+        this process has not indexed yet)."""
+        now = utcnow()
+        study = series = None
+        if key.series_uid not in self._known_series:
+            study = {"study_uid": key.study_uid, "enrolment_id": enrolment_id,
+                     "study_date": _text(ds.get("StudyDate")),
+                     "study_time": _text(ds.get("StudyTime")), "created_at": now,
+                     **_study_attributes(ds)}
+            series = {"series_uid": key.series_uid, "study_uid": key.study_uid,
+                      "modality": _text(ds.get("Modality")),
+                      "series_number": _int_or_none(ds.get("SeriesNumber")),
+                      **_series_attributes(ds)}
+        instance = {
+            "sop_uid": key.sop_uid, "series_uid": key.series_uid,
+            "study_uid": key.study_uid, "enrolment_id": enrolment_id,
+            "sop_class_uid": sop_class, "transfer_syntax_uid": transfer_syntax,
+            "instance_number": _instance_number(ds), "path": location,
+            "size": size, "profile_name": profile.name, "profile_version": profile.version,
+            "profile_sha256": profile.sha256, "received_at": now,
+            "metadata_json": facts.metadata_json,
+            "number_of_frames": facts.number_of_frames,
+            "pixel_data_offset": facts.pixel_data_offset,
+            "pixel_data_length": facts.pixel_data_length}
+        return _Rows(enrolment_id, now, study, series, instance)
+
+    def _index(self, ctx: IngestContext, rows: _Rows, key: InstanceKey,
+               sender: Sender) -> None:
         """Index and audit the instance in one transaction.
 
         The transaction first touches the enrolment row where consent for care is
@@ -206,41 +339,54 @@ class IngestPipeline:
         the withdrawal removes it, or the withdrawal commits first and this
         instance is refused.
         """
-        st = self._statements
-        now = utcnow()
-        with self.db.write_lock(), self.db.engine.begin() as conn:
-            touched = conn.execute(st.touch_enrolment, {"b_id": enrolment_id, "b_now": now})
-            if not touched.rowcount:
-                raise _ConsentGone
-            if key.series_uid not in self._known_series:
-                conn.execute(st.insert_study, {
-                    "study_uid": key.study_uid, "enrolment_id": enrolment_id,
-                    "study_date": _text(ds.get("StudyDate")),
-                    "study_time": _text(ds.get("StudyTime")), "created_at": now,
-                    **_study_attributes(ds)})
-                conn.execute(st.insert_series, {
-                    "series_uid": key.series_uid, "study_uid": key.study_uid,
-                    "modality": _text(ds.get("Modality")),
-                    "series_number": _int_or_none(ds.get("SeriesNumber")),
-                    **_series_attributes(ds)})
-            new = conn.execute(st.insert_instance, {
-                "sop_uid": key.sop_uid, "series_uid": key.series_uid,
-                "study_uid": key.study_uid, "enrolment_id": enrolment_id,
-                "sop_class_uid": sop_class, "transfer_syntax_uid": transfer_syntax,
-                "instance_number": _int_or_none(ds.get("InstanceNumber")), "path": location,
-                "size": size, "profile_name": profile.name, "profile_version": profile.version,
-                "profile_sha256": profile.sha256, "received_at": now,
-                "metadata_json": facts.metadata_json,
-                "number_of_frames": facts.number_of_frames,
-                "pixel_data_offset": facts.pixel_data_offset,
-                "pixel_data_length": facts.pixel_data_length}).rowcount
-            # chained here, inside the write lock this transaction already holds
-            self._audit.append(conn, [audit.Event(
-                now, sender.actor, "instance.store" if new else "instance.resend",
-                "instance", key.sop_uid)])
+        conn = ctx.connection()
+        try:
+            with self.db.write_lock(), conn.begin():
+                new = self._statements.write(conn, rows.enrolment_id, rows.now, rows.study,
+                                             rows.series, rows.instance)
+                if new is None:
+                    raise _ConsentGone
+                # chained here, inside the write lock this transaction already holds
+                self._audit.append(conn, [audit.Event(
+                    rows.now, sender.actor, "instance.store" if new else "instance.resend",
+                    "instance", key.sop_uid)])
+        except SQLAlchemyError:
+            ctx.discard_connection()
+            raise
         if len(self._known_series) >= 100_000:
             self._known_series.clear()
         self._known_series.add(key.series_uid)
+
+
+@dataclass(frozen=True)
+class _Rows:
+    """What the index transaction of one instance writes."""
+
+    enrolment_id: int
+    now: datetime
+    study: dict[str, Any] | None
+    series: dict[str, Any] | None
+    instance: dict[str, Any]
+
+
+def _instance_number(ds: Dataset) -> int | None:
+    """InstanceNumber (IS) as pydicom reads it, without converting a raw element."""
+    elem = ds._dict.get(BaseTag(_INSTANCE_NUMBER))
+    if type(elem) is not RawDataElement or not isinstance(elem.value, bytes):
+        return _int_or_none(ds.get("InstanceNumber"))
+    text = elem.value.decode("latin-1").strip(" \x00")
+    try:
+        return int(text)
+    except ValueError:
+        try:
+            return int(float(text))  # as int(IS("1.5")) does
+        except (ValueError, OverflowError):
+            return None
+
+
+def _uid(ds: Dataset, tag: int) -> str:
+    """A UID of the de-identified data set (present: checked on arrival)."""
+    return peek_uid(ds, tag) or ""
 
 
 class _ConsentGone(Exception):

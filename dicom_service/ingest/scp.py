@@ -19,6 +19,7 @@ import logging
 import socket
 import ssl
 import threading
+from dataclasses import dataclass
 from typing import Any
 
 import pynetdicom
@@ -49,7 +50,7 @@ from dicom_service.dicom.parse import parse_dataset
 from dicom_service.dicom.status import STATUS_COMMENTS, StoreStatus
 from dicom_service.errors import IngestRefused, Refusal
 from dicom_service.ingest import ulp
-from dicom_service.ingest.pipeline import IngestPipeline, Sender
+from dicom_service.ingest.pipeline import IngestContext, IngestPipeline, Sender
 from dicom_service.logsafe import describe
 
 log = logging.getLogger(__name__)
@@ -82,6 +83,16 @@ REFUSAL_STATUS: dict[Refusal, StoreStatus] = {
     Refusal.OUT_OF_RESOURCES: StoreStatus.OUT_OF_RESOURCES,
 }
 
+
+
+@dataclass(frozen=True)
+class _Admitted:
+    """What an accepted association keeps: who sent it, and the ingest context
+    its instances share (one database connection, the de-identification
+    caches), closed when the association ends."""
+
+    sender: Sender
+    context: IngestContext
 
 
 def _status(code: StoreStatus) -> ulp.Response:
@@ -256,16 +267,18 @@ class DicomListener:
             log.info("association rejected: calling AE title not registered")
             metrics.ASSOCIATIONS_REJECTED.labels(reason="calling-ae-not-recognised").inc()
             return ulp.REJECT_CALLING_AE, None
-        return None, Sender(centre_id=peer.centre_id, actor=f"peer:{request.calling_ae_title}")
+        sender = Sender(centre_id=peer.centre_id, actor=f"peer:{request.calling_ae_title}")
+        return None, _Admitted(sender, self.pipeline.context())
 
     def closed(self, association: ulp.Association | None) -> None:
-        pass  # nothing is kept per association beyond its Sender
+        if association is not None and isinstance(association.state, _Admitted):
+            association.state.context.close()  # forgets the identifiers it cached
 
     def echo(self, association: ulp.Association) -> ulp.Response:
         return ulp.Response(int(StoreStatus.SUCCESS))
 
     def store(self, association: ulp.Association, request: ulp.StoreRequest) -> ulp.Response:
-        sender: Sender = association.state
+        admitted: _Admitted = association.state
         try:
             ds = parse_dataset(request.data_set, request.transfer_syntax)
         except Exception as exc:
@@ -279,7 +292,8 @@ class DicomListener:
                 metrics.INSTANCES_REFUSED.labels(reason="sop-class-mismatch").inc()
                 return _status(StoreStatus.DATASET_DOES_NOT_MATCH_SOP_CLASS)
         try:
-            self.pipeline.ingest(ds, request.transfer_syntax, sender)
+            self.pipeline.ingest(ds, request.transfer_syntax, admitted.sender,
+                                 context=admitted.context)
         except IngestRefused as exc:
             log.info("C-STORE refused: %s", exc.reason.value)
             return _status(REFUSAL_STATUS[exc.reason])

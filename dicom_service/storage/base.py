@@ -35,9 +35,28 @@ class StoredObject:
     replaced: bool  # an object with this key existed before (an idempotent re-send)
 
 
+class PendingPut(Protocol):
+    """An object being stored: its bytes handed over, not yet durable or visible."""
+
+    @property
+    def location(self) -> str:
+        """Where it will be (as :attr:`StoredObject.location`)."""
+
+    def finish(self) -> StoredObject:
+        """Make it durable and visible under its key; return only once it is durable."""
+
+    def abort(self) -> None:
+        """Give it up: nothing of it stays (idempotent)."""
+
+
 class InstanceStore(Protocol):
     def put(self, key: InstanceKey, data: bytes) -> StoredObject:
         """Store ``data`` durably under ``key``; return only once it is durable."""
+
+    def start_put(self, key: InstanceKey, data: bytes) -> PendingPut:
+        """:meth:`put` in two steps, so that the caller can work while the bytes
+        travel to the disk: ``start_put(key, data).finish()`` is ``put(key,
+        data)``. Until ``finish`` returns, nothing is visible under ``key``."""
 
     def get(self, key: InstanceKey) -> bytes:
         """The stored bytes; raises ``FileNotFoundError`` if absent."""

@@ -2,7 +2,9 @@
 
 Writes are atomic and durable: the bytes go to a temporary file under
 ``ROOT/tmp`` (same filesystem), are fsynced, then renamed into place and the
-directory is fsynced. A crash leaves either the old object, the new one, or a
+directory is fsynced. :meth:`FilesystemStore.start_put` does the first half
+and starts the writeback to the disk, so that the caller works meanwhile;
+``finish`` does the rest. A crash leaves either the old object, the new one, or a
 temporary file that :meth:`FilesystemStore.recover` removes at start-up; never
 a partial object under ``instances/``. Only de-identified bytes ever reach this
 store.
@@ -10,10 +12,14 @@ store.
 
 from __future__ import annotations
 
+import contextlib
+import ctypes
 import os
 import shutil
+import sys
 import threading
 import uuid
+from collections.abc import Callable
 from pathlib import Path
 
 from dicom_service.dicom.uids import validate_uid
@@ -27,7 +33,11 @@ class FilesystemStore:
         self.tmp = self.root / "tmp"
         self.instances.mkdir(parents=True, exist_ok=True)
         self.tmp.mkdir(parents=True, exist_ok=True)
-        self._known_dirs: set[Path] = set()
+        # the hot path works on strings: pathlib costs more than the checks
+        self._instances = str(self.instances)
+        self._tmp = str(self.tmp)
+        self._root_length = len(str(self.root)) + 1
+        self._known_dirs: set[str] = set()
         self._lock = threading.Lock()
 
     def recover(self) -> int:
@@ -38,53 +48,60 @@ class FilesystemStore:
             removed += 1
         return removed
 
-    def _path(self, key: InstanceKey) -> Path:
-        # Keys are validated UIDs (digits and dots, no empty component), so no
-        # component can be "." or ".."; check it anyway, without touching the disk.
-        path = self.instances / key.study_uid / key.series_uid / f"{key.sop_uid}.dcm"
-        if os.path.commonpath([os.path.normpath(path), self.instances]) != str(self.instances):
+    def _place(self, key: InstanceKey) -> tuple[str, str]:
+        """The directory and the path of ``key``'s file.
+
+        Keys are validated UIDs (digits and dots, no empty component), so no
+        component can be "." or ".."; check it anyway, without touching the disk.
+        """
+        directory = os.path.join(self._instances, key.study_uid, key.series_uid)
+        path = os.path.join(directory, f"{key.sop_uid}.dcm")
+        if os.path.commonpath([os.path.normpath(path), self._instances]) != self._instances:
             raise ValueError("instance path escapes the store root")
-        return path
+        return directory, path
+
+    def _path(self, key: InstanceKey) -> Path:
+        return Path(self._place(key)[1])
 
     def relative(self, key: InstanceKey) -> str:
-        return str(self._path(key).relative_to(self.root))
+        return self._place(key)[1][self._root_length:]
 
-    def _ensure_dir(self, directory: Path) -> None:
+    def _ensure_dir(self, directory: str) -> None:
         if directory in self._known_dirs:
             return
         with self._lock:
             created: list[Path] = []
-            d = directory
+            d = Path(directory)
             while not d.exists():
                 created.append(d)
                 d = d.parent
-            directory.mkdir(parents=True, exist_ok=True)
+            Path(directory).mkdir(parents=True, exist_ok=True)
             # fsync each new directory's parent so the new entries are durable
             for new in reversed(created):
                 _fsync_dir(new.parent)
             self._known_dirs.add(directory)
 
     def put(self, key: InstanceKey, data: bytes) -> StoredObject:
-        path = self._path(key)
-        self._ensure_dir(path.parent)
-        tmp = self.tmp / f"{uuid.uuid4().hex}.part"
+        return self.start_put(key, data).finish()
+
+    def start_put(self, key: InstanceKey, data: bytes) -> _PendingFile:
+        """Write ``data`` to a temporary file and start its writeback to the
+        disk (``sync_file_range``, Linux): the fsync in ``finish`` then waits
+        for less."""
+        directory, path = self._place(key)
+        self._ensure_dir(directory)
+        tmp = os.path.join(self._tmp, f"{uuid.uuid4().hex}.part")
         fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
         try:
             view = memoryview(data)
             while view:
                 written = os.write(fd, view)
                 view = view[written:]
-            os.fsync(fd)
+            _start_writeback(fd)
         except BaseException:
-            os.close(fd)
-            tmp.unlink(missing_ok=True)
+            _discard(fd, tmp)
             raise
-        os.close(fd)
-        replaced = path.exists()
-        os.replace(tmp, path)
-        _fsync_dir(path.parent)
-        return StoredObject(key=key, location=self.relative(key), size=len(data),
-                            replaced=replaced)
+        return _PendingFile(key, fd, tmp, directory, path, path[self._root_length:], len(data))
 
     def get(self, key: InstanceKey) -> bytes:
         return self._path(key).read_bytes()
@@ -102,11 +119,85 @@ class FilesystemStore:
         if directory.exists():
             shutil.rmtree(directory)
             _fsync_dir(self.instances)
-        self._known_dirs = {d for d in self._known_dirs if directory not in d.parents
-                            and d != directory}
+        inside = f"{directory}{os.sep}"
+        self._known_dirs = {d for d in self._known_dirs
+                            if d != str(directory) and not d.startswith(inside)}
 
 
-def _fsync_dir(directory: Path) -> None:
+class _PendingFile:
+    """A temporary file written, not yet fsynced nor renamed into place."""
+
+    def __init__(self, key: InstanceKey, fd: int, tmp: str, directory: str, path: str,
+                 location: str, size: int) -> None:
+        self._key = key
+        self.location = location
+        self._fd: int | None = fd
+        self._tmp = tmp
+        self._directory = directory
+        self._path = path
+        self._size = size
+
+    def finish(self) -> StoredObject:
+        """fsync, rename into place, fsync the directory: durable and visible."""
+        fd, self._fd = self._fd, None
+        if fd is None:
+            raise ValueError("this write was finished or aborted already")
+        try:
+            os.fsync(fd)
+        except BaseException:
+            _discard(fd, self._tmp)
+            raise
+        os.close(fd)
+        replaced = os.path.exists(self._path)
+        os.replace(self._tmp, self._path)
+        try:
+            _fsync_dir(self._directory)
+        except BaseException:
+            if not replaced:  # not durable: nothing of it stays
+                with contextlib.suppress(FileNotFoundError):
+                    os.unlink(self._path)
+            raise
+        return StoredObject(key=self._key, location=self.location, size=self._size,
+                            replaced=replaced)
+
+    def abort(self) -> None:
+        fd, self._fd = self._fd, None
+        if fd is not None:
+            _discard(fd, self._tmp)
+
+
+def _discard(fd: int, tmp: str) -> None:
+    os.close(fd)
+    with contextlib.suppress(FileNotFoundError):
+        os.unlink(tmp)
+
+
+def _load_sync_file_range() -> Callable[[int], object] | None:
+    """libc's ``sync_file_range`` (Linux; not in :mod:`os`), or ``None``."""
+    if not sys.platform.startswith("linux"):
+        return None
+    try:
+        function = ctypes.CDLL(None, use_errno=True).sync_file_range
+    except (OSError, AttributeError):
+        return None
+    function.argtypes = [ctypes.c_int, ctypes.c_longlong, ctypes.c_longlong, ctypes.c_uint]
+    function.restype = ctypes.c_int
+    return lambda fd: function(fd, 0, 0, _SYNC_FILE_RANGE_WRITE)
+
+
+_SYNC_FILE_RANGE_WRITE = 2  # start writeback of the dirty pages; do not wait
+_sync_file_range = _load_sync_file_range()
+
+
+def _start_writeback(fd: int) -> None:
+    """Start writing the file's dirty pages to the disk without waiting. Only
+    a head start for the fsync that follows, which alone makes them durable:
+    a failure here (or no such call) changes nothing."""
+    if _sync_file_range is not None:
+        _sync_file_range(fd)
+
+
+def _fsync_dir(directory: Path | str) -> None:
     fd = os.open(directory, os.O_RDONLY | os.O_DIRECTORY)
     try:
         os.fsync(fd)

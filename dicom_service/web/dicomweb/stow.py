@@ -26,7 +26,7 @@ from dicom_service.app import Services
 from dicom_service.dicom.parse import parse_part10
 from dicom_service.dicom.status import StoreStatus
 from dicom_service.errors import IngestRefused
-from dicom_service.ingest.pipeline import Sender
+from dicom_service.ingest.pipeline import IngestContext, Sender
 from dicom_service.ingest.scp import REFUSAL_STATUS
 from dicom_service.logsafe import describe
 from dicom_service.web.deps import ServicesDep
@@ -51,7 +51,7 @@ class _Outcome:
 
 
 def _store_one(services: Services, principal: Principal, scope: UploadScope, body: bytes,
-               study_uid: str | None) -> _Outcome:
+               study_uid: str | None, context: IngestContext) -> _Outcome:
     try:
         # strict: a part cut short is refused, never stored short
         ds, ts = parse_part10(body)
@@ -75,7 +75,7 @@ def _store_one(services: Services, principal: Principal, scope: UploadScope, bod
         # the same answer whether the patient is unknown or another token's
         return _Outcome(sop_class, sop_uid, StoreStatus.PATIENT_NOT_ENROLLED)
     try:
-        result = services.pipeline.ingest(ds, ts, sender)
+        result = services.pipeline.ingest(ds, ts, sender, context=context)
     except IngestRefused as exc:
         log.info("STOW-RS instance refused: %s", exc.reason.value)
         return _Outcome(sop_class, sop_uid, REFUSAL_STATUS[exc.reason])
@@ -137,9 +137,10 @@ async def _stow(request: Request, services: Services, principal: Principal,
                                      "application/dicom")
     scope = await run_in_threadpool(upload_scope, services, principal)
     outcomes = []
-    for part in parts:
-        outcomes.append(await run_in_threadpool(_store_one, services, principal, scope,
-                                                part.body, study_uid))
+    with services.pipeline.context() as context:  # what the request's instances share
+        for part in parts:
+            outcomes.append(await run_in_threadpool(_store_one, services, principal, scope,
+                                                    part.body, study_uid, context))
     base = dicomweb_base(request)
     ok = sum(o.status == StoreStatus.SUCCESS for o in outcomes)
     status = 200 if ok == len(outcomes) else 202 if ok else 409
