@@ -58,6 +58,7 @@ class Services:
 
     def close(self) -> None:
         self.reads.close()  # writes the reads still buffered
+        self.store.close()  # removes this process's spare files
         self.db.dispose()
 
 

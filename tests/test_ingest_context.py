@@ -8,6 +8,7 @@ from __future__ import annotations
 import hashlib
 import json
 import threading
+import time
 from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
@@ -294,3 +295,30 @@ def test_contexts_of_concurrent_associations_store_everything_once(services: Ser
                for p in (services.store.root / "instances").rglob("*.dcm")}
     assert on_disk == {path for _, path in stored}
     assert services.db.engine.pool.checkedout() == 0
+
+
+def test_spare_files_are_empty_private_and_removed(tmp_path: Path) -> None:
+    """The store makes empty temporary files ahead (a background thread): they
+    hold nothing, only their owner may open them, a write moves one under tmp/
+    before writing, and closing the store or a restart's recovery removes them."""
+    store = FilesystemStore(tmp_path / "store")
+    for n in range(5):
+        store.put(InstanceKey("2.25.1", "2.25.2", f"2.25.{n + 10}"), b"x" * 100)
+    deadline = time.monotonic() + 10
+    while len(list(store.spare.iterdir())) < 2 and time.monotonic() < deadline:
+        time.sleep(0.01)
+    spares = list(store.spare.iterdir())
+    assert len(spares) == 2
+    for spare in spares:
+        assert spare.stat().st_size == 0 and spare.stat().st_mode & 0o777 == 0o600
+    assert list(store.tmp.iterdir()) == []
+    # a crash leaves spares behind: the next start's recovery removes them
+    restarted = FilesystemStore(tmp_path / "store")
+    assert restarted.recover() == 0 and list(store.spare.iterdir()) == []
+    store.close()
+    restarted.close()
+    store = FilesystemStore(tmp_path / "store")
+    store.put(InstanceKey("2.25.1", "2.25.2", "2.25.99"), b"y")
+    store.close()
+    assert list(store.spare.iterdir()) == []
+    assert store.get(InstanceKey("2.25.1", "2.25.2", "2.25.99")) == b"y"

@@ -8,6 +8,15 @@ and starts the writeback to the disk, so that the caller works meanwhile;
 temporary file that :meth:`FilesystemStore.recover` removes at start-up; never
 a partial object under ``instances/``. Only de-identified bytes ever reach this
 store.
+
+Creating a file costs this filesystem a journal handle, which can wait for the
+commit an fsync of another file has started (measured here: 0.2 to 0.8 ms,
+a fifth of an instance's whole ingest). So each process keeps two empty
+temporary files made ahead by a background thread under ``ROOT/spare`` (mode
+0600, empty) and takes one per write, moving it to ``ROOT/tmp`` before it
+writes to it; the thread makes the next one while the sender sends the next
+instance. Spares left by a crash are empty and removed at start-up with the
+temporary files.
 """
 
 from __future__ import annotations
@@ -31,22 +40,32 @@ class FilesystemStore:
         self.root = root.resolve()
         self.instances = self.root / "instances"
         self.tmp = self.root / "tmp"
+        self.spare = self.root / "spare"
         self.instances.mkdir(parents=True, exist_ok=True)
         self.tmp.mkdir(parents=True, exist_ok=True)
+        self.spare.mkdir(parents=True, exist_ok=True)
         # the hot path works on strings: pathlib costs more than the checks
         self._instances = str(self.instances)
         self._tmp = str(self.tmp)
         self._root_length = len(str(self.root)) + 1
         self._known_dirs: set[str] = set()
         self._lock = threading.Lock()
+        self._spares = _Spares(str(self.spare))
 
     def recover(self) -> int:
-        """Remove temporary files left by a crash; return how many."""
+        """Remove temporary files left by a crash (and spares, which are
+        empty); return how many temporary files."""
         removed = 0
         for entry in self.tmp.iterdir():
             entry.unlink(missing_ok=True)
             removed += 1
+        for entry in self.spare.iterdir():  # before this process made any
+            entry.unlink(missing_ok=True)
         return removed
+
+    def close(self) -> None:
+        """Remove this process's spare files."""
+        self._spares.close()
 
     def _place(self, key: InstanceKey) -> tuple[str, str]:
         """The directory and the path of ``key``'s file.
@@ -90,8 +109,13 @@ class FilesystemStore:
         for less."""
         directory, path = self._place(key)
         self._ensure_dir(directory)
-        tmp = os.path.join(self._tmp, f"{uuid.uuid4().hex}.part")
-        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        fd, spare = self._spares.take()
+        tmp = os.path.join(self._tmp, os.path.basename(spare))
+        try:
+            os.rename(spare, tmp)  # what is being written lives under tmp/
+        except BaseException:
+            _discard(fd, spare)
+            raise
         try:
             view = memoryview(data)
             while view:
@@ -164,6 +188,66 @@ class _PendingFile:
         fd, self._fd = self._fd, None
         if fd is not None:
             _discard(fd, self._tmp)
+
+
+class _Spares:
+    """Empty temporary files made ahead by a background thread (see the
+    module's docstring). A write takes one, or makes one itself when none is
+    ready; the thread then makes the next."""
+
+    KEEP = 2
+
+    def __init__(self, directory: str) -> None:
+        self._directory = directory
+        self._ready: list[tuple[int, str]] = []
+        self._lock = threading.Lock()
+        self._wanted = threading.Event()
+        self._closed = False
+        self._thread: threading.Thread | None = None
+
+    def _make(self) -> tuple[int, str]:
+        path = os.path.join(self._directory, f"{uuid.uuid4().hex}.part")
+        return os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600), path
+
+    def take(self) -> tuple[int, str]:
+        with self._lock:
+            spare = self._ready.pop() if self._ready else None
+            if self._thread is None and not self._closed:
+                self._thread = threading.Thread(target=self._run, name="store-spares",
+                                                daemon=True)
+                self._thread.start()
+        self._wanted.set()
+        return spare if spare is not None else self._make()
+
+    def _run(self) -> None:
+        while True:
+            self._wanted.wait()
+            self._wanted.clear()
+            while True:
+                with self._lock:
+                    if self._closed or len(self._ready) >= self.KEEP:
+                        break
+                try:
+                    spare = self._make()
+                except OSError:
+                    break  # the write that needs one makes its own, and reports
+                with self._lock:
+                    if self._closed:
+                        _discard(*spare)
+                        return
+                    self._ready.append(spare)
+            if self._closed:
+                return
+
+    def close(self) -> None:
+        with self._lock:
+            self._closed = True
+            ready, self._ready = self._ready, []
+        self._wanted.set()
+        if self._thread is not None:
+            self._thread.join(timeout=5)  # it may be making one: let it remove it
+        for fd, path in ready:
+            _discard(fd, path)
 
 
 def _discard(fd: int, tmp: str) -> None:
