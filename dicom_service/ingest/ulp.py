@@ -360,8 +360,8 @@ class Acceptor:
     def _established(self) -> None:
         assert self.association is not None
         self.sock.settimeout(self.limits.network_timeout)
-        command: list[bytes] = []
-        data_set: list[bytes] = []
+        command: list[bytearray] = []
+        data_set: list[bytearray] = []
         message: dict[int, bytes] | None = None  # a complete command awaiting its data set
         context_id = -1
         while True:
@@ -384,7 +384,7 @@ class Acceptor:
                         raise ProtocolError("PDV for a presentation context not accepted",
                                             ABORT_INVALID_PARAMETER)
                     context_id = cx
-                    fragment = bytes(_read_exact(self.sock, item_length - 2))
+                    fragment = _read_exact(self.sock, item_length - 2)
                     remaining -= item_length + 4
                     last = bool(header & 0x02)
                     if header & 0x01:  # a command fragment
