@@ -177,14 +177,7 @@ def _dataset_text(ds: Dataset, bulk_base: str, cache: MetadataCache) -> str:
             memo = (int(tag), raw.VR, raw.value, raw.is_little_endian, text_codec)
             text = texts.get(memo)
         if text is None:
-            encoded = None
-            if isinstance(raw, RawDataElement):
-                if raw.VR == "SQ":
-                    encoded = _raw_sequence(ds, raw, text_codec)
-                else:
-                    encoded = _raw(raw, text_codec, bulk_base)
-            if encoded is None:
-                encoded = _element(ds[tag], bulk_base, text_codec)
+            encoded = _encoded(ds, tag, raw, bulk_base, text_codec)
             text = _dumps(encoded)
             if memo is not None and "BulkDataURI" not in encoded:
                 texts[memo] = text
@@ -198,16 +191,21 @@ def _dataset(ds: Dataset, bulk_base: str | None,
     text_codec = _text_codec(ds, inherited)
     raw_elements = ds._dict  # read-only: raw values are decoded here without converting
     for tag in sorted(raw_elements, key=int):  # int order: no Python-level __lt__
-        raw = raw_elements[tag]
-        encoded = None
-        if isinstance(raw, RawDataElement):
-            if raw.VR == "SQ":
-                encoded = _raw_sequence(ds, raw, text_codec)
-            else:
-                encoded = _raw(raw, text_codec, bulk_base)
-        out[f"{tag:08X}"] = (encoded if encoded is not None
-                             else _element(ds[tag], bulk_base, text_codec))
+        out[f"{tag:08X}"] = _encoded(ds, tag, raw_elements[tag], bulk_base, text_codec)
     return out
+
+
+def _encoded(ds: Dataset, tag: Any, raw: Any, bulk_base: str | None,
+             text_codec: str | None) -> Any:
+    """One element in the JSON model: from its raw bytes when it is still raw
+    (without converting it in the data set), else from its value."""
+    encoded = None
+    if isinstance(raw, RawDataElement):
+        if raw.VR == "SQ":
+            encoded = _raw_sequence(ds, raw, text_codec)
+        else:
+            encoded = _raw(raw, text_codec, bulk_base)
+    return encoded if encoded is not None else _element(ds[tag], bulk_base, text_codec)
 
 
 # DICOM JSON of small sequences still encoded as the writer wrote them, by
