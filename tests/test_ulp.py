@@ -7,6 +7,7 @@ throw-away data directory.
 
 from __future__ import annotations
 
+import io
 import socket
 import struct
 from collections.abc import Iterator
@@ -252,3 +253,35 @@ def test_a_peer_that_vanishes_mid_data_set_leaves_nothing(
     assert echoscu("127.0.0.1", listener.port, AET, PEER).returncode == 0
     assert _stored_pixels(services) == []
     assert list((services.settings.data_dir / "store" / "tmp").iterdir()) == []
+
+
+def test_pdus_a_little_over_the_maximum_are_taken_and_huge_ones_refused(
+        node: tuple[Services, DicomListener]) -> None:
+    """A sender that fills PDVs with our maximum of data (PDUs 6 bytes over it)
+    is served; a length field far beyond it aborts before anything is allocated."""
+    services, listener = node
+    ds = _ct()
+    buffer = io.BytesIO()
+    pydicom.dcmwrite(buffer, ds, enforce_file_format=False, implicit_vr=False,
+                     little_endian=True)
+    data = buffer.getvalue()
+    assert len(data) > 2 * 4096
+    sock = _associated(listener.port)
+    try:
+        command = _command(sop=(0x0002, _ui(CTImageStorage)), field=(0x0100, _us(0x0001)),
+                           id=(0x0110, _us(1)), prio=(0x0700, _us(0)),
+                           dstype=(0x0800, _us(0x0000)),
+                           sop_uid=(0x1000, _ui(str(ds.SOPInstanceUID))))
+        sock.sendall(_p_data(1, 0x03, command))
+        chunks = [data[i:i + 4096] for i in range(0, len(data), 4096)]
+        for n, chunk in enumerate(chunks):
+            sock.sendall(_p_data(1, 0x02 if n == len(chunks) - 1 else 0x00, chunk))
+        kind, body = _read_pdu(sock)
+        assert kind == 0x04
+        assert int.from_bytes(ulp.decode_command(body[6:])[0x0900], "little") == 0
+        sock.sendall(struct.pack(">BBI", 0x04, 0, 4096 + ulp.PDU_SLACK + 1))
+        kind, body = _read_pdu(sock)
+        assert kind == 0x07 and body[3] == ulp.ABORT_INVALID_PARAMETER
+    finally:
+        sock.close()
+    assert _stored_pixels(services) == [bytes(ds.PixelData)]

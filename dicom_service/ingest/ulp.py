@@ -67,6 +67,12 @@ REJECT_TRANSIENT = (0x02, 0x01, 0x01)  # transient, service user, no reason give
 REJECT_TOO_MANY = (0x02, 0x03, 0x02)  # transient, provider (presentation), local limit
 REJECT_PROTOCOL_VERSION = (0x01, 0x03, 0x02)  # permanent, provider (presentation)
 
+# A P-DATA-TF may exceed the maximum we announced by this much before it is
+# refused: some senders count the maximum as PDV data and add the headers on
+# top. The bound is there so that a length field cannot make us allocate
+# gigabytes at once, not to police a few bytes.
+PDU_SLACK = 64 * 1024
+
 # An A-ASSOCIATE-RQ proposing every storage SOP class in several transfer
 # syntaxes is some tens of KiB; anything far larger is not a request.
 MAX_REQUEST_PDU = 1 << 20
@@ -367,7 +373,7 @@ class Acceptor:
         while True:
             pdu_type, length = _read_header(self.sock)
             if pdu_type == P_DATA_TF_PDU:
-                if length > self.limits.max_pdu_size or length < 6:
+                if length > self.limits.max_pdu_size + PDU_SLACK or length < 6:
                     raise ProtocolError("P-DATA-TF longer than negotiated or empty",
                                         ABORT_INVALID_PARAMETER)
                 remaining = length
