@@ -285,3 +285,22 @@ def test_pdus_a_little_over_the_maximum_are_taken_and_huge_ones_refused(
     finally:
         sock.close()
     assert _stored_pixels(services) == [bytes(ds.PixelData)]
+
+
+def test_a_command_with_bytes_that_are_no_uid_is_still_answered(
+        node: tuple[Services, DicomListener]) -> None:
+    _, listener = node
+    sock = _associated(listener.port)
+    try:
+        command = _command(sop=(0x0002, b"1.2.\xff\xfe"), field=(0x0100, _us(0x0030)),
+                           id=(0x0110, _us(3)), dstype=(0x0800, _us(0x0101)))
+        sock.sendall(_p_data(1, 0x03, command))
+        kind, body = _read_pdu(sock)
+        assert kind == 0x04
+        response = ulp.decode_command(body[6:])
+        assert int.from_bytes(response[0x0100], "little") == 0x8030
+        assert int.from_bytes(response[0x0900], "little") == 0
+        assert response[0x0002].rstrip(b"\0").decode("ascii").startswith("1.2.")
+    finally:
+        sock.close()
+    assert echoscu("127.0.0.1", listener.port, AET, PEER).returncode == 0

@@ -231,7 +231,7 @@ def _element(element: int, value: bytes, pad: bytes = b"\0") -> bytes:
 def encode_response(command_field: int, message_id: int, sop_class_uid: str,
                     sop_instance_uid: str | None, response: Response) -> bytes:
     """A response command set (PS3.7 9.3), group length first."""
-    body = _element(0x0002, sop_class_uid.encode("ascii"))
+    body = _element(0x0002, sop_class_uid.encode("ascii", "replace"))
     body += _element(0x0100, command_field.to_bytes(2, "little"))
     body += _element(0x0120, message_id.to_bytes(2, "little"))
     body += _element(0x0800, NO_DATA_SET.to_bytes(2, "little"))
@@ -239,7 +239,7 @@ def encode_response(command_field: int, message_id: int, sop_class_uid: str,
     if response.comment:
         body += _element(0x0902, response.comment[:64].encode("ascii", "replace"), b" ")
     if sop_instance_uid is not None:
-        body += _element(0x1000, sop_instance_uid.encode("ascii"))
+        body += _element(0x1000, sop_instance_uid.encode("ascii", "replace"))
     return _element(0x0000, len(body).to_bytes(4, "little")) + body
 
 
@@ -270,6 +270,9 @@ class Acceptor:
                 self._abort(exc.reason)
             except OSError as exc:
                 log.info("association connection lost (%s)", type(exc).__name__)
+            except Exception as exc:  # a bug of ours: end this association, name no value
+                log.error("association aborted: unexpected %s", type(exc).__name__)
+                self._abort(ABORT_NOT_SPECIFIED)
         finally:
             try:
                 self.service.closed(self.association)
