@@ -116,6 +116,13 @@ def _command(**elements: tuple[int, bytes]) -> bytes:
     return struct.pack("<HHI", 0, 0, 4) + len(body).to_bytes(4, "little") + body
 
 
+def _store_command(ds: Dataset) -> bytes:
+    """A C-STORE-RQ (message 1) for ``ds``, with a data set to follow."""
+    return _command(sop=(0x0002, _ui(CTImageStorage)), field=(0x0100, _us(0x0001)),
+                    id=(0x0110, _us(1)), prio=(0x0700, _us(0)), dstype=(0x0800, _us(0x0000)),
+                    sop_uid=(0x1000, _ui(str(ds.SOPInstanceUID))))
+
+
 def _us(value: int) -> bytes:
     return value.to_bytes(2, "little")
 
@@ -244,10 +251,7 @@ def test_a_peer_that_vanishes_mid_data_set_leaves_nothing(
     services, listener = node
     ds = _ct()
     sock = _associated(listener.port)
-    command = _command(sop=(0x0002, _ui(CTImageStorage)), field=(0x0100, _us(0x0001)),
-                       id=(0x0110, _us(1)), prio=(0x0700, _us(0)),
-                       dstype=(0x0800, _us(0x0000)),
-                       sop_uid=(0x1000, _ui(str(ds.SOPInstanceUID))))
+    command = _store_command(ds)
     sock.sendall(_p_data(1, 0x03, command) + _p_data(1, 0x00, b"\x08\x00" * 50))
     sock.close()
     assert echoscu("127.0.0.1", listener.port, AET, PEER).returncode == 0
@@ -268,10 +272,7 @@ def test_pdus_a_little_over_the_maximum_are_taken_and_huge_ones_refused(
     assert len(data) > 2 * 4096
     sock = _associated(listener.port)
     try:
-        command = _command(sop=(0x0002, _ui(CTImageStorage)), field=(0x0100, _us(0x0001)),
-                           id=(0x0110, _us(1)), prio=(0x0700, _us(0)),
-                           dstype=(0x0800, _us(0x0000)),
-                           sop_uid=(0x1000, _ui(str(ds.SOPInstanceUID))))
+        command = _store_command(ds)
         sock.sendall(_p_data(1, 0x03, command))
         chunks = [data[i:i + 4096] for i in range(0, len(data), 4096)]
         for n, chunk in enumerate(chunks):
