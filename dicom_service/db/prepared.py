@@ -14,31 +14,34 @@ from __future__ import annotations
 
 import weakref
 from collections.abc import Callable, Mapping
-from typing import Any
+from typing import Any, cast
 from weakref import WeakKeyDictionary
 
 from sqlalchemy import Engine, Select
+from sqlalchemy.engine import Dialect
+from sqlalchemy.sql.compiler import SQLCompiler
+from sqlalchemy.sql.elements import ClauseElement
 
 _Processor = Callable[[Any], Any] | None
 # a SELECT of any columns
 AnySelect = Select[*tuple[Any, ...]]
 
 
-class PreparedRead:
-    """A compiled SELECT; :meth:`first` runs it."""
+class CompiledStatement:
+    """A Core statement compiled once for a dialect: its SQL, and its
+    parameters as the DB-API takes them (converted by the column types' own
+    bind processors, in the dialect's paramstyle). Shared by the prepared
+    reads here and the ingest's index writes (:mod:`dicom_service.ingest.index`)."""
 
-    def __init__(self, engine: Engine, statement: AnySelect) -> None:
-        dialect = engine.dialect
-        compiled = statement.compile(dialect=dialect)
-        # weakly: the engine keys the cache of prepared reads (see prepared())
-        self._engine = weakref.ref(engine)
+    def __init__(self, statement: ClauseElement, dialect: Dialect) -> None:
+        compiled = cast(SQLCompiler, statement.compile(dialect=dialect))
         self.sql = str(compiled)
         # positional paramstyles (qmark, format, numeric) take a sequence in
         # this order; named ones (named, pyformat) a mapping
         self._order: list[str] | None = (list(compiled.positiontup or [])
                                          if compiled.positional else None)
         if any(bind.expanding for bind in compiled.binds.values()):
-            raise ValueError("a prepared read takes no expanding (IN) parameters")
+            raise ValueError("a compiled statement takes no expanding (IN) parameters")
         self._binds: dict[str, _Processor] = {
             name: bind.type.dialect_impl(dialect).bind_processor(dialect)
             for name, bind in compiled.binds.items()}
@@ -46,11 +49,9 @@ class PreparedRead:
         self._defaults: dict[str, Any] = {name: bind.effective_value
                                           for name, bind in compiled.binds.items()
                                           if not bind.required}
-        self._results: list[_Processor] = [
-            column.type.dialect_impl(dialect).result_processor(dialect, None)
-            for column in statement.selected_columns]
 
-    def _params(self, params: Mapping[str, Any]) -> Any:
+    def args(self, params: Mapping[str, Any]) -> Any:
+        """``params`` (by bind name) as the DB-API cursor's ``execute`` takes them."""
         converted = {name: value if self._binds.get(name) is None
                      else self._binds[name](value)  # type: ignore[misc]
                      for name, value in {**self._defaults, **params}.items()}
@@ -58,9 +59,23 @@ class PreparedRead:
             return converted
         return tuple(converted[name] for name in self._order)
 
+
+class PreparedRead:
+    """A compiled SELECT; :meth:`first` runs it."""
+
+    def __init__(self, engine: Engine, statement: AnySelect) -> None:
+        dialect = engine.dialect
+        self._statement = CompiledStatement(statement, dialect)
+        self.sql = self._statement.sql
+        # weakly: the engine keys the cache of prepared reads (see prepared())
+        self._engine = weakref.ref(engine)
+        self._results: list[_Processor] = [
+            column.type.dialect_impl(dialect).result_processor(dialect, None)
+            for column in statement.selected_columns]
+
     def first(self, params: Mapping[str, Any]) -> tuple[Any, ...] | None:
         """The first row (as a tuple, converted like SQLAlchemy's), or ``None``."""
-        args = self._params(params)
+        args = self._statement.args(params)
         engine = self._engine()
         if engine is None:  # pragma: no cover - the caller holds the engine
             raise RuntimeError("the engine of this prepared read is gone")
