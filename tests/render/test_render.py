@@ -480,3 +480,37 @@ def test_palette_headers_are_not_kept_when_large(tmp_path: Path) -> None:
 
     path, _ = palette_instance(tmp_path)
     assert _cacheable(read_header(path))  # 256 entries
+
+
+def test_linear_windows_take_the_float_path_and_agree_with_the_table() -> None:
+    """A linear window over Rescale Slope/Intercept is computed as a clipped
+    affine map (``lut._apply_linear``), not through the 64K-entry table; both
+    must give the same display values but for rounding ties (at most 1, rarely)."""
+    import itertools
+
+    from dicom_service.render import lut
+
+    rng = np.random.default_rng(7)
+    off_by_one = compared = 0
+    for itemsize, bits, signed, slope, intercept, function, invert in itertools.product(
+            (1, 2), (8, 12, 16), (False, True), (1.0, 0.5, -2.0), (0.0, -1024.0, 12.3),
+            (VoiFunction.LINEAR, VoiFunction.LINEAR_EXACT), (False, True)):
+        if bits > 8 * itemsize:
+            continue
+        frame = rng.integers(0, 1 << (8 * itemsize), (32, 32)).astype(f"u{itemsize}")
+        for center, width in ((40.0, 400.0), (-600.0, 1500.0), (0.5, 1.5), (7.0, 10000.0)):
+            window = Window(center, width, function)
+            linear = lut._linear_map(slope, intercept, window, invert)
+            assert linear is not None
+            table = lut._cached_table(itemsize, bits, signed, slope, intercept, window, invert)
+            expected = np.take(table, frame).astype(int)
+            got = lut._apply_linear(frame, bits, signed, *linear)
+            assert got.dtype == np.uint8 and got.shape == frame.shape
+            diff = np.abs(got.astype(int) - expected)
+            assert diff.max() <= 1, (itemsize, bits, signed, slope, intercept, window, invert)
+            off_by_one += int(np.count_nonzero(diff))
+            compared += diff.size
+    assert off_by_one / compared < 0.001
+    # what is not linear keeps the table: SIGMOID, and a LINEAR window of width 1
+    assert lut._linear_map(1.0, 0.0, Window(0, 10, VoiFunction.SIGMOID), False) is None
+    assert lut._linear_map(1.0, 0.0, Window(0, 1), False) is None
