@@ -25,7 +25,7 @@ from dicom_service.web import (
 from dicom_service.web.annotations import router as annotations_router
 from dicom_service.web.dicomweb import build_routers as dicomweb_routers
 from dicom_service.web.dicomweb import first_routes as dicomweb_first_routes
-from dicom_service.web.dicomweb.direct import DirectRoute
+from dicom_service.web.dicomweb.direct import DirectRoute, ServiceApp
 
 # JSON (QIDO-RS, metadata) is gzipped for clients that accept it; images and
 # DICOM are not (already compressed, or too large to be worth the CPU)
@@ -39,7 +39,7 @@ def create_app(services: Services) -> FastAPI:
     # FastAPI's native OpenTelemetry off: spans would carry request paths (UIDs)
     # to whatever exporter the environment configures, and checking for one
     # costs every request; the service's own figures are at /metrics
-    app = FastAPI(title="dicom_service", version=__version__, telemetry=_NO_TELEMETRY)
+    app = ServiceApp(title="dicom_service", version=__version__, telemetry=_NO_TELEMETRY)
     app.state.services = services
     problems.install(app)
     # DICOMweb first, its instance-level rendered resources before anything:
