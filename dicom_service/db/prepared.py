@@ -8,16 +8,26 @@ SQLite's ``?``, psycopg's ``%(name)s``), converts parameters and result
 columns with the column types' own processors (e.g. SQLite's text datetimes),
 and takes its connection from the engine's pool and gives it back (the pool
 resets it: a rollback), as ``engine.connect()`` does.
+
+A thread running an event loop (the HTTP server's, which checks bearer
+tokens and looks up the instance of every frame a viewer requests) keeps one
+connection of its own instead: the pool's check-out and check-in cost about
+as much as the query again. It is made by the engine (so with its connect-time
+settings) and detached from the pool; every read ends with a rollback, so it
+never sits in a transaction, and a connection that failed is dropped.
 """
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
+import threading
 import weakref
 from collections.abc import Callable, Mapping
 from typing import Any, cast
 from weakref import WeakKeyDictionary
 
-from sqlalchemy import Engine, Select
+from sqlalchemy import Engine, Select, event
 from sqlalchemy.engine import Dialect
 from sqlalchemy.sql.compiler import SQLCompiler
 from sqlalchemy.sql.elements import ClauseElement
@@ -79,20 +89,78 @@ class PreparedRead:
         engine = self._engine()
         if engine is None:  # pragma: no cover - the caller holds the engine
             raise RuntimeError("the engine of this prepared read is gone")
-        conn = engine.raw_connection()
-        try:
-            cursor = conn.cursor()
+        held = _loop_connection(engine)
+        if held is not None:
             try:
-                cursor.execute(self.sql, args)
-                row = cursor.fetchone()
+                row = self._fetch(held, args)
+                held.rollback()
+            except Exception:
+                _drop_loop_connection(engine)
+                raise
+        else:
+            conn = engine.raw_connection()
+            try:
+                row = self._fetch(conn, args)
             finally:
-                cursor.close()
-        finally:
-            conn.close()  # back to the pool, which rolls back
+                conn.close()  # back to the pool, which rolls back
         if row is None:
             return None
         return tuple(value if process is None else process(value)
                      for process, value in zip(self._results, row, strict=True))
+
+    def _fetch(self, conn: Any, args: Any) -> Any:
+        cursor = conn.cursor()
+        try:
+            cursor.execute(self.sql, args)
+            return cursor.fetchone()
+        finally:
+            cursor.close()
+
+
+# engine -> thread ident -> the DB-API connection that event-loop thread keeps
+_HELD: WeakKeyDictionary[Engine, dict[int, Any]] = WeakKeyDictionary()
+_held_lock = threading.Lock()
+
+
+def _loop_connection(engine: Engine) -> Any | None:
+    """The DB-API connection this thread keeps for ``engine`` if it runs an event
+    loop (made on first use); ``None`` in other threads."""
+    if asyncio._get_running_loop() is None:
+        return None
+    per_thread = _HELD.get(engine)
+    if per_thread is None:
+        with _held_lock:
+            per_thread = _HELD.get(engine)
+            if per_thread is None:
+                per_thread = _HELD[engine] = {}
+                # closed when the engine is disposed of or collected; neither
+                # hook holds the engine
+                event.listen(engine, "engine_disposed",
+                             lambda _engine, held=per_thread: _close_all(held))
+                weakref.finalize(engine, _close_all, per_thread)
+    conn = per_thread.get(threading.get_ident())
+    if conn is None:
+        pooled = engine.raw_connection()  # connected with the engine's settings
+        pooled.detach()  # ours now, no longer the pool's
+        conn = per_thread[threading.get_ident()] = pooled.dbapi_connection
+    return conn
+
+
+def _drop_loop_connection(engine: Engine) -> None:
+    conn = _HELD.get(engine, {}).pop(threading.get_ident(), None)
+    if conn is not None:
+        _close(conn)
+
+
+def _close_all(per_thread: dict[int, Any]) -> None:
+    for conn in list(per_thread.values()):
+        _close(conn)  # the connections allow other threads (check_same_thread off)
+    per_thread.clear()
+
+
+def _close(conn: Any) -> None:
+    with contextlib.suppress(Exception):  # broken already: nothing to give back
+        conn.close()
 
 
 _PREPARED: WeakKeyDictionary[Engine, dict[int, tuple[AnySelect, PreparedRead]]] = (

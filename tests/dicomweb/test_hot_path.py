@@ -11,7 +11,9 @@ outside the store. Their answers over HTTP are tested in
 
 from __future__ import annotations
 
+import asyncio
 import gc
+import sqlite3
 import warnings
 import weakref
 from datetime import datetime, timedelta
@@ -19,13 +21,13 @@ from pathlib import Path
 
 import pytest
 from fastapi.routing import APIRoute
-from sqlalchemy import bindparam, create_engine, select
+from sqlalchemy import Engine, bindparam, create_engine, select
 
 from dicom_service.app import Services, build_services
 from dicom_service.care.tokens import _LOOKUP, TokenService
 from dicom_service.config import Settings
 from dicom_service.db.models import AccessToken, utcnow
-from dicom_service.db.prepared import PreparedRead, prepared
+from dicom_service.db.prepared import PreparedRead, _loop_connection, prepared
 from dicom_service.errors import NotFound
 from dicom_service.web.app import create_app
 from dicom_service.web.dicomweb.direct import DirectRoute
@@ -152,3 +154,54 @@ def test_direct_routes_come_first_and_are_documented(tmp_path: Path) -> None:
         assert "DICOMweb" in operation["tags"]
     finally:
         services.close()
+
+
+def test_an_event_loop_thread_reads_on_a_connection_of_its_own(tmp_path: Path) -> None:
+    services, pseudonym = _enrolled(tmp_path / "data")
+    try:
+        tokens = TokenService(services.db)
+        token_id, token = tokens.issue(pseudonym, actor="test")
+        engine = services.db.engine
+        assert _loop_connection(engine) is None  # no loop in this thread: the pool
+
+        async def on_the_loop() -> None:
+            held = _loop_connection(engine)
+            assert _loop_connection(engine) is held
+            assert isinstance(held, sqlite3.Connection)
+            checked_out = engine.pool.checkedout()  # type: ignore[attr-defined]
+            grant = tokens.verify(token)
+            assert grant is not None and grant.token_id == token_id
+            # no snapshot kept: another connection's revocation counts at once
+            tokens.revoke(token_id, actor="test")
+            assert tokens.verify(token) is None
+            assert engine.pool.checkedout() == checked_out  # type: ignore[attr-defined]
+            assert not held.in_transaction
+            # a connection that fails is dropped, and the next read makes another
+            held.close()
+            with pytest.raises(sqlite3.ProgrammingError):
+                tokens.verify(token)
+            again = _loop_connection(engine)
+            assert again is not None and again is not held
+            assert tokens.verify(token) is None
+
+        asyncio.run(on_the_loop())
+    finally:
+        services.close()
+
+
+async def _hold(engine: Engine) -> sqlite3.Connection:
+    held = _loop_connection(engine)
+    assert isinstance(held, sqlite3.Connection)
+    return held
+
+
+def test_a_held_connection_is_closed_with_its_engine(tmp_path: Path) -> None:
+    engine = create_engine(f"sqlite:///{tmp_path / 'held.sqlite3'}")
+    held = asyncio.run(_hold(engine))
+    assert held.execute("select 1").fetchone() == (1,)
+    engine.dispose()
+    with pytest.raises(sqlite3.ProgrammingError):
+        held.execute("select 1")
+    again = asyncio.run(_hold(engine))  # a disposed engine can still be used
+    assert again is not held and again.execute("select 1").fetchone() == (1,)
+    engine.dispose()
