@@ -26,6 +26,7 @@ from dicom_service.config import Settings
 from dicom_service.db.models import Centre, Enrolment, Instance, Series, Study
 from dicom_service.db.session import Database
 from dicom_service.deidentify import Pseudonymiser, derive_date_shift, load_profiles
+from dicom_service.dicom.image_tags import IMAGE_JSON_KEYS
 from dicom_service.dicom.parse import parse_part10, peek_uid
 from dicom_service.dicom.part10 import encode_instance, encode_part10
 from dicom_service.errors import IngestRefused, Refusal
@@ -163,7 +164,8 @@ def _index_rows(statements: IndexStatements, db: Database) -> dict[str, list[tup
                 "path": "instances/2.25.1/2.25.2/2.25.3.dcm", "size": 2 ** 40,
                 "profile_name": "default", "profile_version": "2", "profile_sha256": "ab" * 32,
                 "received_at": now, "metadata_json": '{"x":"é"}', "number_of_frames": 1,
-                "pixel_data_offset": 1234, "pixel_data_length": 2 ** 33}
+                "pixel_data_offset": 1234, "pixel_data_length": 2 ** 33,
+                "image_json": "{}"}
     results = []
     for _ in range(2):  # the second is a re-send
         with db.engine.begin() as conn:
@@ -265,7 +267,15 @@ def test_metadata_through_a_cache_is_the_same_text(sample_set: tuple[Path, Manif
                                str(ds.SOPInstanceUID))
         plain = describe_instance(ds, data, ts, instance)
         assert describe_instance(ds, data, ts, instance, located, cache) == plain, entry["path"]
-        json.loads(plain.metadata_json)
+        document = json.loads(plain.metadata_json)
+        # the image attributes apart: the same values, for images only
+        if "7FE00010" in document:
+            assert plain.image_json is not None
+            image = json.loads(plain.image_json)
+            assert image == {k: v for k, v in document.items() if k in IMAGE_JSON_KEYS}
+            assert "00280010" in image, entry["path"]
+        else:
+            assert plain.image_json is None, entry["path"]
     assert repr(cache) != "MetadataCache(0 values)"
 
 

@@ -127,6 +127,9 @@ class Instance(Base):
     # (native pixel data only), so frames are served by a ranged read
     pixel_data_offset: Mapped[int | None] = mapped_column(BigInteger, nullable=True)
     pixel_data_length: Mapped[int | None] = mapped_column(BigInteger, nullable=True)
+    # of an image: the attributes of metadata_json that rendering reads
+    # (dicom.image_tags), so that a frame needs no parse of the whole header
+    image_json: Mapped[str | None] = mapped_column(Text, nullable=True)
 
 
 class ProfileActivation(Base):

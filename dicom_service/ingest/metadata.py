@@ -6,6 +6,10 @@
   (``studies/{s}/series/{se}/instances/{i}/bulkdata/{tag}``); the web layer
   prefixes the base URL when it answers. Binary values nested in sequences
   are kept inline (``InlineBinary``).
+* ``image_json``: of an instance with pixel data, the attributes rendering
+  reads (:data:`dicom_service.dicom.image_tags.IMAGE_JSON_KEYS`) out of
+  ``metadata_json``, the same text; a frame is rendered without parsing the
+  whole header;
 * ``number_of_frames`` (``None`` without pixel data),
 * for native (uncompressed, not deflated) pixel data, the byte offset and
   length of the Pixel Data value in the written file, so that frames are a
@@ -35,6 +39,7 @@ from pydicom.tag import BaseTag
 from pydicom.uid import UID
 from pydicom.valuerep import PersonName
 
+from dicom_service.dicom.image_tags import IMAGE_JSON_KEYS, IMAGE_TAGS
 from dicom_service.storage.base import InstanceKey
 
 BULK_THRESHOLD = 1024  # bytes; larger top-level binary values become BulkDataURI
@@ -51,6 +56,7 @@ _BINARY = frozenset({"OB", "OD", "OF", "OL", "OV", "OW", "UN", "OB or OW", "US o
 @dataclass(frozen=True)
 class InstanceFacts:
     metadata_json: str
+    image_json: str | None
     number_of_frames: int | None
     pixel_data_offset: int | None
     pixel_data_length: int | None
@@ -90,10 +96,10 @@ def describe_instance(ds: Dataset, data: bytes, transfer_syntax: str, key: Insta
     :class:`MetadataCache`.
     """
     base = f"studies/{key.study_uid}/series/{key.series_uid}/instances/{key.sop_uid}/bulkdata/"
-    document = None
+    document = image = None
     try:
         if cache is not None:
-            document = _dataset_text(ds, base, cache)
+            document, image = _dataset_text(ds, base, cache)
         else:
             model = _dataset(ds, base)
     except (ValueError, TypeError, KeyError, struct.error):
@@ -113,7 +119,8 @@ def describe_instance(ds: Dataset, data: bytes, transfer_syntax: str, key: Insta
             offset, length = found
     if document is None:
         document = _dumps(model)
-    return InstanceFacts(metadata_json=document,
+        image = _dumps({k: v for k, v in model.items() if k in IMAGE_JSON_KEYS})
+    return InstanceFacts(metadata_json=document, image_json=image if has_pixels else None,
                          number_of_frames=frames, pixel_data_offset=offset,
                          pixel_data_length=length)
 
@@ -158,16 +165,18 @@ def _dumps(value: Any) -> str:
     return json.dumps(value, separators=(",", ":"), ensure_ascii=False)
 
 
-def _dataset_text(ds: Dataset, bulk_base: str, cache: MetadataCache) -> str:
+def _dataset_text(ds: Dataset, bulk_base: str, cache: MetadataCache) -> tuple[str, str]:
     """``_dumps(_dataset(ds, bulk_base))``, each small value's text from ``cache``
     when the same bytes were rendered before (``json.dumps`` of a dict is
-    its items' texts joined, so the result is the same)."""
+    its items' texts joined, so the result is the same); and the same of the
+    attributes in ``IMAGE_TAGS`` only."""
     texts = cache._texts
     if len(texts) >= _CACHED_VALUES:
         texts.clear()
     text_codec = _text_codec(ds, "latin-1")
     raw_elements = ds._dict
     items: list[str] = []
+    image: list[str] = []
     for tag in sorted(raw_elements, key=int):  # int order: no Python-level __lt__
         raw = raw_elements[tag]
         text = None
@@ -182,7 +191,9 @@ def _dataset_text(ds: Dataset, bulk_base: str, cache: MetadataCache) -> str:
             if memo is not None and "BulkDataURI" not in encoded:
                 texts[memo] = text
         items.append(f'"{tag:08X}":{text}')
-    return "{" + ",".join(items) + "}"
+        if tag in IMAGE_TAGS:
+            image.append(items[-1])
+    return "{" + ",".join(items) + "}", "{" + ",".join(image) + "}"
 
 
 def _dataset(ds: Dataset, bulk_base: str | None,

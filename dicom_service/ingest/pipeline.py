@@ -323,7 +323,7 @@ class IngestPipeline:
             "instance_number": _instance_number(ds), "path": location,
             "size": size, "profile_name": profile.name, "profile_version": profile.version,
             "profile_sha256": profile.sha256, "received_at": now,
-            "metadata_json": facts.metadata_json,
+            "metadata_json": facts.metadata_json, "image_json": facts.image_json,
             "number_of_frames": facts.number_of_frames,
             "pixel_data_offset": facts.pixel_data_offset,
             "pixel_data_length": facts.pixel_data_length}

@@ -34,6 +34,7 @@ from pydicom.uid import (
     ImplicitVRLittleEndian,
 )
 
+from dicom_service.dicom import image_tags as tags
 from dicom_service.errors import NotFound
 from dicom_service.render.params import VoiFunction, Window
 
@@ -232,16 +233,6 @@ def header_from_dataset(
     )
 
 
-# DICOM JSON (PS3.18 F.2) keys of what rendering reads
-_J_SAMPLES, _J_PHOTOMETRIC, _J_PLANAR, _J_FRAMES = "00280002", "00280004", "00280006", "00280008"
-_J_ROWS, _J_COLUMNS = "00280010", "00280011"
-_J_ALLOCATED, _J_STORED, _J_REPRESENTATION = "00280100", "00280101", "00280103"
-_J_CENTER, _J_WIDTH, _J_FUNCTION = "00281050", "00281051", "00281056"
-_J_INTERCEPT, _J_SLOPE = "00281052", "00281053"
-# present: the file must be parsed (LUT data, palettes, float pixels)
-_J_NEEDS_FILE = ("00283000", "00283010", "7FE00008", "7FE00009")
-
-
 def _json_values(attrs: dict[str, Any], tag: str) -> list[Any]:
     element = attrs.get(tag)
     if not isinstance(element, dict):
@@ -260,36 +251,36 @@ def header_from_json(attrs: dict[str, Any], transfer_syntax: str, pixel_offset: 
     """The header from the index's DICOM JSON of the instance (no file read), for
     native pixel data without LUT sequences or palettes; ``None`` when the file
     must be parsed instead. Malformed values give ``None`` too."""
-    if any(tag in attrs for tag in _J_NEEDS_FILE):
+    if any(tag in attrs for tag in tags.NEEDS_FILE):
         return None
     try:
-        photometric = str(_json_first(attrs, _J_PHOTOMETRIC, "MONOCHROME2")).strip().upper()
-        if photometric == "PALETTE COLOR" or _J_ROWS not in attrs:
+        photometric = str(_json_first(attrs, tags.PHOTOMETRIC, "MONOCHROME2")).strip().upper()
+        if photometric == "PALETTE COLOR" or tags.ROWS not in attrs:
             return None
-        function_name = str(_json_first(attrs, _J_FUNCTION, "LINEAR")).strip().upper()
+        function_name = str(_json_first(attrs, tags.FUNCTION, "LINEAR")).strip().upper()
         function = (VoiFunction(function_name) if function_name in VoiFunction.__members__
                     else VoiFunction.LINEAR)
         windows: list[Window] = []
-        for center, width in zip(_json_values(attrs, _J_CENTER), _json_values(attrs, _J_WIDTH),
+        for center, width in zip(_json_values(attrs, tags.CENTER), _json_values(attrs, tags.WIDTH),
                                  strict=False):
             try:
                 windows.append(Window(float(center), float(width), function))
             except (TypeError, ValueError):
                 continue
-        bits_allocated = int(_json_first(attrs, _J_ALLOCATED, 0))
-        slope = float(_json_first(attrs, _J_SLOPE, 1.0))
-        intercept = float(_json_first(attrs, _J_INTERCEPT, 0.0))
+        bits_allocated = int(_json_first(attrs, tags.ALLOCATED, 0))
+        slope = float(_json_first(attrs, tags.SLOPE, 1.0))
+        intercept = float(_json_first(attrs, tags.INTERCEPT, 0.0))
         return ImageHeader(
             transfer_syntax=transfer_syntax,
-            rows=int(_json_first(attrs, _J_ROWS, 0)),
-            columns=int(_json_first(attrs, _J_COLUMNS, 0)),
-            samples=int(_json_first(attrs, _J_SAMPLES, 1)),
+            rows=int(_json_first(attrs, tags.ROWS, 0)),
+            columns=int(_json_first(attrs, tags.COLUMNS, 0)),
+            samples=int(_json_first(attrs, tags.SAMPLES, 1)),
             photometric=photometric,
-            planar=int(_json_first(attrs, _J_PLANAR, 0)),
+            planar=int(_json_first(attrs, tags.PLANAR, 0)),
             bits_allocated=bits_allocated,
-            bits_stored=int(_json_first(attrs, _J_STORED, bits_allocated)),
-            signed=int(_json_first(attrs, _J_REPRESENTATION, 0)) == 1,
-            frames=max(1, int(_json_first(attrs, _J_FRAMES, 1))),
+            bits_stored=int(_json_first(attrs, tags.STORED, bits_allocated)),
+            signed=int(_json_first(attrs, tags.REPRESENTATION, 0)) == 1,
+            frames=max(1, int(_json_first(attrs, tags.FRAMES, 1))),
             float_pixels=False,
             slope=slope if np.isfinite(slope) else 1.0,
             intercept=intercept if np.isfinite(intercept) else 0.0,

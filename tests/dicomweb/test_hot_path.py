@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import gc
+import json
 import sqlite3
 import warnings
 import weakref
@@ -20,6 +21,8 @@ from datetime import datetime, timedelta
 from pathlib import Path
 
 import pytest
+from alembic import command
+from alembic.config import Config
 from fastapi.routing import APIRoute
 from sqlalchemy import Engine, bindparam, create_engine, select
 
@@ -28,11 +31,16 @@ from dicom_service.care.tokens import _LOOKUP, TokenService
 from dicom_service.config import Settings
 from dicom_service.db.models import AccessToken, utcnow
 from dicom_service.db.prepared import PreparedRead, _loop_connection, prepared
+from dicom_service.db.session import MIGRATIONS
+from dicom_service.dicom.image_tags import IMAGE_JSON_KEYS
 from dicom_service.errors import NotFound
+from dicom_service.ingest.pipeline import Sender
 from dicom_service.web.app import create_app
+from dicom_service.web.dicomweb import index
 from dicom_service.web.dicomweb.direct import DirectRoute
 from dicom_service.web.dicomweb.index import InstanceRow
 from dicom_service.web.dicomweb.wado import instance_path
+from tests.support.datasets import tiny_ct
 
 _BY_ID = (select(AccessToken.id, AccessToken.enrolment_id, AccessToken.scope,
                  AccessToken.label, AccessToken.expires_at, AccessToken.revoked_at)
@@ -205,3 +213,62 @@ def test_a_held_connection_is_closed_with_its_engine(tmp_path: Path) -> None:
     again = asyncio.run(_hold(engine))  # a disposed engine can still be used
     assert again is not held and again.execute("select 1").fetchone() == (1,)
     engine.dispose()
+
+
+def _ingested(data_dir: Path) -> tuple[Services, str]:
+    """Services holding one 16 x 16 CT; (services, its SOP Instance UID)."""
+    services, _ = _enrolled(data_dir)
+    sender = Sender(centre_id=services.care.centre_id("HOT-PATH"), actor="peer:HOT_PATH")
+    ds = tiny_ct("P-1", rows=16, IssuerOfPatientID="ISSUER", WindowCenter="40",
+                 WindowWidth="400")
+    services.pipeline.ingest(ds, str(ds.file_meta.TransferSyntaxUID), sender)
+    with services.db.engine.connect() as conn:
+        return services, conn.exec_driver_sql("select sop_uid from instances").scalar_one()
+
+
+def _image_attributes(metadata_json: str) -> dict[str, object]:
+    document = json.loads(metadata_json)
+    return {k: v for k, v in document.items() if k in IMAGE_JSON_KEYS}
+
+
+def test_rendering_reads_the_image_attributes_not_the_whole_document(tmp_path: Path) -> None:
+    services, sop = _ingested(tmp_path / "data")
+    try:
+        engine = services.db.engine
+        with engine.connect() as conn:
+            study, series, metadata = conn.exec_driver_sql(
+                "select study_uid, series_uid, metadata_json from instances").one()
+        key = {"sop": sop, "series": series, "study": study}
+        row = InstanceRow(*prepared(engine, index._BY_KEY_TO_RENDER).first(key) or ())
+        assert row.metadata_json is None and row.image_json is not None
+        assert json.loads(row.image_json) == _image_attributes(metadata)
+        assert row.header_json == row.image_json
+        full = InstanceRow(*prepared(engine, index._BY_KEY).first(key) or ())
+        assert full.metadata_json == metadata and full.image_json == row.image_json
+        with engine.begin() as conn:  # an instance without them: the whole document
+            conn.exec_driver_sql("update instances set image_json = null")
+        row = InstanceRow(*prepared(engine, index._BY_KEY_TO_RENDER).first(key) or ())
+        assert row.image_json is None and row.header_json == metadata
+    finally:
+        services.close()
+
+
+def test_the_migration_fills_the_image_attributes_of_stored_instances(tmp_path: Path) -> None:
+    services, _ = _ingested(tmp_path / "data")
+    db = services.db
+    with db.engine.connect() as conn:
+        metadata, image = conn.exec_driver_sql(
+            "select metadata_json, image_json from instances").one()
+    config = Config()
+    config.set_main_option("script_location", str(MIGRATIONS))
+    with db.engine.begin() as conn:
+        config.attributes["connection"] = conn
+        command.downgrade(config, "0006")
+        columns = {c[1] for c in conn.exec_driver_sql("pragma table_info(instances)")}
+    assert "image_json" not in columns
+    db.migrate()
+    with db.engine.connect() as conn:
+        filled = conn.exec_driver_sql("select image_json from instances").scalar_one()
+    assert filled is not None and json.loads(filled) == json.loads(image)
+    assert json.loads(filled) == _image_attributes(metadata)
+    services.close()

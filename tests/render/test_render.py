@@ -21,6 +21,7 @@ from PIL import Image
 from pydicom.dataset import Dataset
 from pydicom.uid import ExplicitVRLittleEndian
 
+from dicom_service.dicom.image_tags import IMAGE_JSON_KEYS
 from dicom_service.render import (
     BadRenderParameter,
     FrameNotFound,
@@ -447,9 +448,15 @@ def test_header_from_the_index_json_matches_the_file(files: dict[str, Path], lab
     parsed = read_header(files[label])
     assert parsed.pixel_offset is not None and parsed.pixel_length is not None
     ds = pydicom.dcmread(files[label], stop_before_pixels=True)
-    from_json = header_from_json(ds.to_json_dict(), parsed.transfer_syntax,
+    document = ds.to_json_dict()
+    from_json = header_from_json(document, parsed.transfer_syntax,
                                  parsed.pixel_offset, parsed.pixel_length)
     assert from_json == parsed
+    # the image attributes the index keeps apart (instances.image_json) suffice
+    image = {k: v for k, v in document.items() if k in IMAGE_JSON_KEYS}
+    assert len(image) < len(document)
+    assert header_from_json(image, parsed.transfer_syntax, parsed.pixel_offset,
+                            parsed.pixel_length) == parsed
 
 
 def test_header_from_json_defers_to_the_file_for_luts_and_palettes() -> None:

@@ -9,7 +9,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import NoReturn
 
-from sqlalchemy import bindparam, select
+from sqlalchemy import bindparam, case, select
 
 from dicom_service.app import Services
 from dicom_service.db.models import Instance
@@ -35,13 +35,21 @@ class InstanceRow:
     number_of_frames: int | None
     pixel_data_offset: int | None
     pixel_data_length: int | None
+    # the attributes rendering reads (instances.image_json), if the index has them
+    image_json: str | None = None
+
+    @property
+    def header_json(self) -> str | None:
+        """What rendering needs of the instance's DICOM JSON: the image
+        attributes when kept apart, else the whole document (if read)."""
+        return self.image_json or self.metadata_json
 
 
 # in the order of InstanceRow's fields (a prepared read gives plain tuples)
 _COLUMNS = (Instance.study_uid, Instance.series_uid, Instance.sop_uid, Instance.sop_class_uid,
             Instance.transfer_syntax_uid, Instance.path, Instance.enrolment_id,
             Instance.metadata_json, Instance.number_of_frames, Instance.pixel_data_offset,
-            Instance.pixel_data_length)
+            Instance.pixel_data_length, Instance.image_json)
 
 
 def instances(services: Services, reader: Reader, study_uid: str,
@@ -74,12 +82,20 @@ def instances(services: Services, reader: Reader, study_uid: str,
 _BY_KEY = select(*_COLUMNS).where(Instance.sop_uid == bindparam("sop"),
                                   Instance.series_uid == bindparam("series"),
                                   Instance.study_uid == bindparam("study"))
+# the same for rendering: without the whole DICOM JSON (kilobytes, only read
+# when the image attributes were not kept apart)
+_BY_KEY_TO_RENDER = select(*(
+    case((Instance.image_json.is_(None), Instance.metadata_json)).label("metadata_json")
+    if column is Instance.metadata_json else column for column in _COLUMNS)).where(
+        Instance.sop_uid == bindparam("sop"), Instance.series_uid == bindparam("series"),
+        Instance.study_uid == bindparam("study"))
 
 
 def instance(services: Services, reader: Reader, study_uid: str, series_uid: str,
-             sop_uid: str) -> InstanceRow:
-    """One visible instance; :class:`NotFound` otherwise."""
-    found = prepared(services.db.engine, _BY_KEY).first(
+             sop_uid: str, *, to_render: bool = False) -> InstanceRow:
+    """One visible instance; :class:`NotFound` otherwise. ``to_render``: the
+    row's ``metadata_json`` is left out when ``image_json`` is there."""
+    found = prepared(services.db.engine, _BY_KEY_TO_RENDER if to_render else _BY_KEY).first(
         {"sop": sop_uid, "series": series_uid, "study": study_uid})
     if found is None:
         _refused(services, reader, study_uid)

@@ -100,7 +100,7 @@ def render_row(request: Request, services: Services, row: InstanceRow, frame: in
     try:
         rendered = get_renderer(request).render(
             path, frame, render_params, offset=row.pixel_data_offset,
-            length=row.pixel_data_length, metadata_json=row.metadata_json,
+            length=row.pixel_data_length, metadata_json=row.header_json,
             transfer_syntax=row.transfer_syntax_uid)
     except FileNotFoundError:
         raise NotFound(index.NOT_FOUND) from None
@@ -145,7 +145,7 @@ def _every_image(request: Request, services: Services, rows: list[InstanceRow],
                 try:
                     rendered = renderer.render(
                         path, frame, render_params, offset=row.pixel_data_offset,
-                        length=row.pixel_data_length, metadata_json=row.metadata_json,
+                        length=row.pixel_data_length, metadata_json=row.header_json,
                         transfer_syntax=row.transfer_syntax_uid)
                 except (NotRenderable, FileNotFoundError, NotFound):
                     continue  # gone or undecodable since the query: leave it out
@@ -183,7 +183,7 @@ async def _instance(request: Request, reader: Reader, study: str, series: str, s
     render_params = _params(request, thumbnail)
     row = index.instance(services, reader, params.uid(study, "StudyInstanceUID"),
                          params.uid(series, "SeriesInstanceUID"),
-                         params.uid(sop, "SOPInstanceUID"))
+                         params.uid(sop, "SOPInstanceUID"), to_render=True)
     if _cheap(row, render_params):
         return render_row(request, services, row, frame, render_params)
     return await run_in_threadpool(render_row, request, services, row, frame, render_params)
