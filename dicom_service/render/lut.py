@@ -117,12 +117,20 @@ def _linear_map(slope: float, intercept: float, window: Window,
 _scratch = threading.local()
 
 
+# the largest scratch buffer a thread keeps: a 512 x 512 frame's (1 MiB); every
+# thread of the pool could keep one
+_KEPT_SCRATCH = 512 * 512
+
+
 def _float_scratch(shape: tuple[int, ...]) -> np.ndarray[Any, np.dtype[np.float32]]:
-    """This thread's float32 buffer of ``shape`` (kept: a frame is rendered at a
-    time per thread, and allocating a megabyte a frame costs page faults)."""
+    """A float32 buffer of ``shape``: this thread's own, kept for the next frame
+    when small (a thread renders one frame at a time, and allocating a megabyte
+    a frame costs page faults); a new one for larger frames."""
     buffer: np.ndarray[Any, np.dtype[np.float32]] | None = getattr(_scratch, "buffer", None)
-    if buffer is None or buffer.shape != shape:
-        buffer = np.empty(shape, dtype=np.float32)
+    if buffer is not None and buffer.shape == shape:
+        return buffer
+    buffer = np.empty(shape, dtype=np.float32)
+    if buffer.size <= _KEPT_SCRATCH:
         _scratch.buffer = buffer
     return buffer
 
