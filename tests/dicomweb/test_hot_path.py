@@ -17,8 +17,11 @@ import json
 import sqlite3
 import warnings
 import weakref
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from datetime import datetime, timedelta
 from pathlib import Path
+from typing import TypeVar
 
 import pytest
 from alembic import command
@@ -164,13 +167,24 @@ def test_direct_routes_come_first_and_are_documented(tmp_path: Path) -> None:
         services.close()
 
 
+T = TypeVar("T")
+
+
+def _in_a_new_thread(call: Callable[[], T]) -> T:
+    """``call()`` in a thread of its own (this one may run an event loop already,
+    e.g. Playwright's), its result or its exception."""
+    with ThreadPoolExecutor(max_workers=1) as one:
+        return one.submit(call).result()
+
+
 def test_an_event_loop_thread_reads_on_a_connection_of_its_own(tmp_path: Path) -> None:
     services, pseudonym = _enrolled(tmp_path / "data")
     try:
         tokens = TokenService(services.db)
         token_id, token = tokens.issue(pseudonym, actor="test")
         engine = services.db.engine
-        assert _loop_connection(engine) is None  # no loop in this thread: the pool
+        # a thread without an event loop uses the pool
+        assert _in_a_new_thread(lambda: _loop_connection(engine)) is None
 
         async def on_the_loop() -> None:
             held = _loop_connection(engine)
@@ -192,7 +206,7 @@ def test_an_event_loop_thread_reads_on_a_connection_of_its_own(tmp_path: Path) -
             assert again is not None and again is not held
             assert tokens.verify(token) is None
 
-        asyncio.run(on_the_loop())
+        _in_a_new_thread(lambda: asyncio.run(on_the_loop()))
     finally:
         services.close()
 
@@ -205,12 +219,12 @@ async def _hold(engine: Engine) -> sqlite3.Connection:
 
 def test_a_held_connection_is_closed_with_its_engine(tmp_path: Path) -> None:
     engine = create_engine(f"sqlite:///{tmp_path / 'held.sqlite3'}")
-    held = asyncio.run(_hold(engine))
+    held = _in_a_new_thread(lambda: asyncio.run(_hold(engine)))
     assert held.execute("select 1").fetchone() == (1,)
     engine.dispose()
     with pytest.raises(sqlite3.ProgrammingError):
         held.execute("select 1")
-    again = asyncio.run(_hold(engine))  # a disposed engine can still be used
+    again = _in_a_new_thread(lambda: asyncio.run(_hold(engine)))  # still usable
     assert again is not held and again.execute("select 1").fetchone() == (1,)
     engine.dispose()
 
