@@ -39,7 +39,7 @@ from pydicom.tag import BaseTag
 from pydicom.uid import UID
 from pydicom.valuerep import PersonName
 
-from dicom_service.dicom.image_tags import IMAGE_JSON_KEYS, IMAGE_TAGS
+from dicom_service.dicom.image_tags import IMAGE_TAGS, image_attributes
 from dicom_service.storage.base import InstanceKey
 
 BULK_THRESHOLD = 1024  # bytes; larger top-level binary values become BulkDataURI
@@ -119,7 +119,7 @@ def describe_instance(ds: Dataset, data: bytes, transfer_syntax: str, key: Insta
             offset, length = found
     if document is None:
         document = _dumps(model)
-        image = _dumps({k: v for k, v in model.items() if k in IMAGE_JSON_KEYS})
+        image = _dumps(image_attributes(model))
     return InstanceFacts(metadata_json=document, image_json=image if has_pixels else None,
                          number_of_frames=frames, pixel_data_offset=offset,
                          pixel_data_length=length)

@@ -115,8 +115,6 @@ def _linear_map(slope: float, intercept: float, window: Window,
 
 
 _scratch = threading.local()
-
-
 # the largest scratch buffer a thread keeps: a 512 x 512 frame's (1 MiB); every
 # thread of the pool could keep one
 _KEPT_SCRATCH = 512 * 512

@@ -79,16 +79,14 @@ def instances(services: Services, reader: Reader, study_uid: str,
 # that a frame request (the viewer's hot path) pays neither statement
 # construction, nor SQLAlchemy's result machinery, nor a visibility clause
 # that cannot narrow a single row further than ``reader.sees`` does
-_BY_KEY = select(*_COLUMNS).where(Instance.sop_uid == bindparam("sop"),
-                                  Instance.series_uid == bindparam("series"),
-                                  Instance.study_uid == bindparam("study"))
+_KEY = (Instance.sop_uid == bindparam("sop"), Instance.series_uid == bindparam("series"),
+        Instance.study_uid == bindparam("study"))
+_BY_KEY = select(*_COLUMNS).where(*_KEY)
 # the same for rendering: without the whole DICOM JSON (kilobytes, only read
 # when the image attributes were not kept apart)
 _BY_KEY_TO_RENDER = select(*(
     case((Instance.image_json.is_(None), Instance.metadata_json)).label("metadata_json")
-    if column is Instance.metadata_json else column for column in _COLUMNS)).where(
-        Instance.sop_uid == bindparam("sop"), Instance.series_uid == bindparam("series"),
-        Instance.study_uid == bindparam("study"))
+    if column is Instance.metadata_json else column for column in _COLUMNS)).where(*_KEY)
 
 
 def instance(services: Services, reader: Reader, study_uid: str, series_uid: str,

@@ -18,7 +18,7 @@ import json
 import sqlalchemy as sa
 from alembic import op
 
-from dicom_service.dicom.image_tags import IMAGE_JSON_KEYS
+from dicom_service.dicom.image_tags import image_attributes
 
 revision = "0007"
 down_revision = "0006"
@@ -51,7 +51,7 @@ def upgrade() -> None:
                 continue
             if not isinstance(attrs, dict) or not any(k in attrs for k in _PIXEL_KEYS):
                 continue
-            image = {k: v for k, v in attrs.items() if k in IMAGE_JSON_KEYS}
+            image = image_attributes(attrs)
             conn.execute(sa.update(instances).where(instances.c.sop_uid == sop_uid)
                          .values(image_json=json.dumps(image, separators=(",", ":"),
                                                        ensure_ascii=False)))
