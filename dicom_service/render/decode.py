@@ -42,6 +42,8 @@ NATIVE_LITTLE_ENDIAN = frozenset({ExplicitVRLittleEndian, ImplicitVRLittleEndian
 _NATIVE_LE = NATIVE_LITTLE_ENDIAN
 _PIXEL_DATA_TAG = b"\xe0\x7f\x10\x00"  # (7FE0,0010) little endian
 _UNDEFINED_LENGTH = 0xFFFFFFFF
+# a stored file: the hot path passes text (cheaper than a Path), tests pass either
+FilePath = str | Path
 
 
 class NotRenderable(ValueError):
@@ -308,10 +310,11 @@ def _locate_pixel_data(fp: BinaryIO, explicit_vr: bool) -> tuple[int, int] | Non
     return start + len(head), length
 
 
-def read_header(path: Path, offset: int | None = None, length: int | None = None) -> ImageHeader:
+def read_header(path: FilePath, offset: int | None = None,
+                length: int | None = None) -> ImageHeader:
     """Parse the header of the stored file (not the pixel data). ``offset`` and
     ``length`` are the index's Pixel Data location, when known."""
-    with path.open("rb") as fp:
+    with open(path, "rb") as fp:
         ds = pydicom.dcmread(fp, stop_before_pixels=True)
         ts = UID(str(ds.file_meta.get("TransferSyntaxUID", "")))
         if offset is None and ts in _NATIVE_LE:
@@ -321,7 +324,7 @@ def read_header(path: Path, offset: int | None = None, length: int | None = None
     return header_from_dataset(ds, offset, length)
 
 
-def _native_frame(path: Path, header: ImageHeader, index: int) -> np.ndarray[Any, Any]:
+def _native_frame(path: FilePath, header: ImageHeader, index: int) -> np.ndarray[Any, Any]:
     size = header.frame_bytes
     if header.pixel_offset is None:  # pragma: no cover - guarded by ImageHeader.native
         raise NotRenderable("The pixel data location is unknown.")
@@ -345,7 +348,7 @@ def _native_frame(path: Path, header: ImageHeader, index: int) -> np.ndarray[Any
     return arr
 
 
-def read_frame(path: Path, header: ImageHeader, index: int) -> np.ndarray[Any, Any]:
+def read_frame(path: FilePath, header: ImageHeader, index: int) -> np.ndarray[Any, Any]:
     """The pixels of frame ``index`` (0-based): (rows, columns) for one sample per
     pixel, (rows, columns, 3) RGB for colour. Stored values, no LUT applied."""
     if not 0 <= index < header.frames:

@@ -4,17 +4,18 @@ with a byte-bounded cache of outputs and a cache of parsed headers."""
 from __future__ import annotations
 
 import json
+import os
 import threading
 from collections import OrderedDict
 from collections.abc import Hashable
 from dataclasses import dataclass
-from pathlib import Path
 
 from pydicom.errors import InvalidDicomError
 
 from dicom_service.render.cache import ByteLRU
 from dicom_service.render.decode import (
     NATIVE_LITTLE_ENDIAN,
+    FilePath,
     ImageHeader,
     NotRenderable,
     header_from_json,
@@ -60,7 +61,7 @@ class Renderer:
         self._header_entries = header_entries
         self._lock = threading.Lock()
 
-    def header(self, path: Path, identity: Hashable, offset: int | None = None,
+    def header(self, path: FilePath, identity: Hashable, offset: int | None = None,
                length: int | None = None, metadata_json: str | None = None,
                transfer_syntax: str | None = None) -> ImageHeader:
         with self._lock:
@@ -97,7 +98,7 @@ class Renderer:
                 self._headers.popitem(last=False)
         return header
 
-    def render(self, path: Path, frame: int, params: RenderParams, *,
+    def render(self, path: FilePath, frame: int, params: RenderParams, *,
                offset: int | None = None, length: int | None = None,
                metadata_json: str | None = None,
                transfer_syntax: str | None = None) -> Rendered:
@@ -111,14 +112,15 @@ class Renderer:
         :class:`~dicom_service.render.params.BadRenderParameter`, and
         ``FileNotFoundError`` when the file is gone.
         """
-        st = path.stat()
-        identity = (str(path), st.st_size, st.st_mtime_ns)
+        name = os.fspath(path)
+        st = os.stat(name)
+        identity = (name, st.st_size, st.st_mtime_ns)
         key = (identity, frame, params.cache_key())
         cached = self.cache.get(key)
         if cached is not None:
             return Rendered(cached, params.media_type)
         header = self.header(path, identity, offset, length, metadata_json, transfer_syntax)
-        pixels = read_frame(path, header, frame)
+        pixels = read_frame(name, header, frame)
         image = apply_viewport(to_display(header, pixels, params.window), params.viewport)
         content = encode(image, params.media_type, params.quality)
         self.cache.put(key, content)

@@ -27,7 +27,6 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Iterator, Mapping
-from pathlib import Path
 
 from fastapi import APIRouter, HTTPException, Request, Response
 from starlette.concurrency import run_in_threadpool
@@ -50,7 +49,7 @@ from dicom_service.web.deps import ServicesDep
 from dicom_service.web.dicomweb import index, multipart, params
 from dicom_service.web.dicomweb.direct import DirectEndpoint
 from dicom_service.web.dicomweb.index import InstanceRow
-from dicom_service.web.dicomweb.wado import instance_path
+from dicom_service.web.dicomweb.wado import instance_file
 from dicom_service.web.policy import Reader, ReaderDep, current_reader
 
 router = APIRouter()
@@ -96,7 +95,7 @@ def representative(rows: list[InstanceRow]) -> InstanceRow:
 def render_row(request: Request, services: Services, row: InstanceRow, frame: int,
                render_params: RenderParams) -> Response:
     """Render frame ``frame`` (0-based) of a visible instance."""
-    path: Path = instance_path(services, row)
+    path = instance_file(services, row)
     try:
         rendered = get_renderer(request).render(
             path, frame, render_params, offset=row.pixel_data_offset,
@@ -140,7 +139,7 @@ def _every_image(request: Request, services: Services, rows: list[InstanceRow],
 
     def parts() -> Iterator[multipart.Part]:
         for row in images:
-            path = instance_path(services, row)
+            path = instance_file(services, row)
             for frame in range(row.number_of_frames or 1):
                 try:
                     rendered = renderer.render(

@@ -37,19 +37,25 @@ BIG_ENDIAN = "1.2.840.10008.1.2.2"
 
 
 # -- shared helpers (also for WADO-URI and rendering) -------------------------------
-def instance_path(services: Services, row: InstanceRow) -> Path:
-    """The stored file of ``row``, checked to lie under the store root.
+def instance_file(services: Services, row: InstanceRow) -> str:
+    """The stored file of ``row`` (as text), checked to lie under the store root.
 
     The relative path comes from the index (the ingest wrote it), never from
     the request. It is normalised as text, so that no ``..`` leads outside
     the (resolved) root, without the file-system calls of ``resolve()``: this
-    runs for every frame a viewer scrolls through.
+    runs for every frame a viewer scrolls through (which is also why it stays
+    text: a ``Path`` would cost more than the check).
     """
     root = str(services.store.root)
     path = os.path.normpath(os.path.join(root, row.path))
     if not path.startswith(root + os.sep):
         raise NotFound(index.NOT_FOUND)
-    return Path(path)
+    return path
+
+
+def instance_path(services: Services, row: InstanceRow) -> Path:
+    """:func:`instance_file` as a ``Path``."""
+    return Path(instance_file(services, row))
 
 
 def read_instance(services: Services, row: InstanceRow) -> bytes:
