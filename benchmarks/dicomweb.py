@@ -14,8 +14,12 @@ Figures per target:
   server's default rendering), with 1 and 4 concurrent clients (a thread pool,
   one keep-alive ``http.client`` connection per thread). Every frame of the
   series is requested exactly once per run and each run uses its own
-  ``quality`` value, so no run is answered from a cache of rendered outputs.
-  Frames/s (wall clock) and p50/p95 latency.
+  ``quality`` value (90, 89, ...), so no run is answered from a cache of
+  rendered outputs. Both servers run side by side and take turns: ``--rounds``
+  rounds (default 5), each with one run per client count and target, after
+  one warm-up pass over the series at another size. Frames/s (wall clock) is
+  the median of the rounds (every round's in ``runs_frames_per_s``); p50/p95
+  latency over every request.
   ``server_cpu_ms_per_frame``: CPU time of the server's processes per frame (less
   sensitive than wall-clock figures to other load on the machine).
 * ``library``: the rendering library alone (no HTTP), ms per frame.
@@ -194,27 +198,77 @@ def frame_path(target: Target, sop: str, quality: int) -> str:
             f"/frames/1/rendered?quality={quality}")
 
 
-def bench_rendered(target: Target, concurrency: Sequence[int]) -> dict[str, Any]:
-    # warm-up: a few frames at another size (a different cache key for us)
-    warm = [frame_path(target, sop, 50) + "&viewport=64,64" for sop in target.sops[:10]]
-    run_pool(target, warm, "image/jpeg", 1)
-    out: dict[str, Any] = {}
-    for run, clients in enumerate(concurrency):
-        paths = [frame_path(target, sop, 90 - run) for sop in target.sops]
-        cpu0 = cpu_seconds(target.pid)
-        wall, lat, nbytes = run_pool(target, paths, "image/jpeg", clients)
-        cpu1 = cpu_seconds(target.pid)
-        out[f"c{clients}"] = {
-            "server_cpu_ms_per_frame": (round((cpu1 - cpu0) / len(paths) * 1000, 2)
-                                        if cpu0 is not None and cpu1 is not None else None),
-            "frames": len(paths),
-            "frames_per_s": round(len(paths) / wall, 1),
-            "p50_ms": ms(percentile(lat, 50)),
-            "p95_ms": ms(percentile(lat, 95)),
-            "mean_kb": round(nbytes / len(paths) / 1024, 1),
-            "quality": 90 - run,
-        }
-        log(f"[{target.name}] rendered c={clients}: {out[f'c{clients}']}")
+def warm_up(target: Target) -> None:
+    """Touch every instance once, at a size and quality no measured run asks for
+    (so no measured frame comes from a cache of rendered outputs): both servers
+    then start the measured rounds with the series read once, as a viewer's
+    second scroll through it finds them."""
+    run_pool(target, [frame_path(target, sop, 50) + "&viewport=64,64" for sop in target.sops],
+             "image/jpeg", 1)
+
+
+def measure_rendered(target: Target, clients: int, quality: int) -> dict[str, Any]:
+    """One run: every frame of the series once, at ``quality``, by ``clients`` clients."""
+    paths = [frame_path(target, sop, quality) for sop in target.sops]
+    cpu0 = cpu_seconds(target.pid)
+    wall, lat, nbytes = run_pool(target, paths, "image/jpeg", clients)
+    cpu1 = cpu_seconds(target.pid)
+    return {"frames": len(paths), "wall_s": wall, "latencies": lat, "bytes": nbytes,
+            "cpu_s": (cpu1 - cpu0) if cpu0 is not None and cpu1 is not None else None,
+            "quality": quality}
+
+
+def summarise_rendered(runs: list[dict[str, Any]]) -> dict[str, Any]:
+    """Medians over the runs (frames/s; CPU per frame), latency percentiles
+    over every run's requests, and every run's frames/s."""
+    fps = [run["frames"] / run["wall_s"] for run in runs]
+    cpu = [run["cpu_s"] / run["frames"] * 1000 for run in runs if run["cpu_s"] is not None]
+    latencies = [value for run in runs for value in run["latencies"]]
+    frames = sum(run["frames"] for run in runs)
+    return {
+        "frames_per_s": round(statistics.median(fps), 1),
+        "runs_frames_per_s": [round(v, 1) for v in fps],
+        "server_cpu_ms_per_frame": round(statistics.median(cpu), 2) if cpu else None,
+        "frames": frames,
+        "p50_ms": ms(percentile(latencies, 50)),
+        "p95_ms": ms(percentile(latencies, 95)),
+        "mean_kb": round(sum(run["bytes"] for run in runs) / frames / 1024, 1),
+        "qualities": [run["quality"] for run in runs],
+    }
+
+
+def bench_rendered(targets: Sequence[Target], concurrency: Sequence[int], rounds: int,
+                   failed: Callable[[Target, Exception], None]) -> dict[str, dict[str, Any]]:
+    """Rendered frames/s of each target with each client count, over ``rounds``
+    rounds. The targets take turns within every round (who goes first
+    alternates), so that drift on the machine touches them alike; each run has
+    its own ``quality`` (90, 89, ...), the same for every target."""
+    runs: dict[str, dict[int, list[dict[str, Any]]]] = {
+        t.name: {c: [] for c in concurrency} for t in targets}
+    alive = list(targets)
+    for target in targets:
+        warm_up(target)
+    for round_ in range(rounds):
+        order = alive if round_ % 2 == 0 else list(reversed(alive))
+        for i, clients in enumerate(concurrency):
+            quality = 90 - (round_ * len(concurrency) + i)
+            for target in order:
+                if target not in alive:
+                    continue
+                try:
+                    run = measure_rendered(target, clients, quality)
+                except Exception as exc:
+                    alive.remove(target)
+                    failed(target, exc)
+                    continue
+                runs[target.name][clients].append(run)
+                log(f"[{target.name}] round {round_ + 1} rendered c={clients} q={quality}: "
+                    f"{run['frames'] / run['wall_s']:.1f} frames/s")
+    out: dict[str, dict[str, Any]] = {}
+    for target in alive:
+        out[target.name] = {f"c{c}": summarise_rendered(runs[target.name][c])
+                            for c in concurrency}
+        log(f"[{target.name}] rendered: {out[target.name]}")
     return out
 
 
@@ -299,7 +353,8 @@ def start_ours(workdir: Path, files: list[Path]) -> tuple[ServiceProcess, Target
 
 
 def bench_target(target: Target, args: argparse.Namespace) -> dict[str, Any]:
-    result: dict[str, Any] = {"rendered": bench_rendered(target, args.concurrency)}
+    """Series metadata and QIDO latencies of one target."""
+    result: dict[str, Any] = {}
     result["series_metadata"] = bench_repeated(
         target, f"/dicom-web/studies/{target.study}/series/{target.series}/metadata",
         "application/dicom+json", args.repeat)
@@ -317,6 +372,9 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser.add_argument("--instances", type=int, default=None, help="series size (300)")
     parser.add_argument("--concurrency", default="1,4",
                         help="client counts for the rendered runs (default 1,4)")
+    parser.add_argument("--rounds", type=int, default=None,
+                        help="rounds of rendered runs; figures are medians (default 5, "
+                             "2 with --quick)")
     parser.add_argument("--repeat", type=int, default=None,
                         help="repeats of the metadata request (default 20, 5 with --quick)")
     parser.add_argument("--targets", default="ours,orthanc")
@@ -327,6 +385,7 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     args.concurrency = [int(c) for c in args.concurrency.split(",") if c.strip()]
     args.instances = args.instances or (60 if args.quick else 300)
     args.repeat = args.repeat or (5 if args.quick else 20)
+    args.rounds = args.rounds or (2 if args.quick else 5)
     args.targets = [t.strip() for t in args.targets.split(",") if t.strip()]
     return args
 
@@ -350,20 +409,38 @@ def main(argv: Sequence[str] | None = None) -> int:
         result["library"] = bench_library(files)
         starters: dict[str, Callable[[Path, list[Path]], tuple[Any, Target]]] = {
             "ours": start_ours, "orthanc": start_orthanc}
-        for name in args.targets:
-            workdir = root / name
-            workdir.mkdir()
-            server: Any = None
-            try:
-                log(f"[{name}] starting and loading {len(files)} instances")
-                server, target = starters[name](workdir, files)
-                result["results"][name] = bench_target(target, args)
-            except Exception as exc:  # report and go on with the other target
-                result["errors"][name] = f"{type(exc).__name__}: {exc}"[:2000]
-                log(f"[{name}] failed: {result['errors'][name]}")
-            finally:
-                if server is not None:
-                    server.stop()
+        servers: list[Any] = []
+        targets: list[Target] = []
+
+        def failed(name: str, exc: Exception) -> None:  # report, go on with the others
+            result["errors"][name] = f"{type(exc).__name__}: {exc}"[:2000]
+            log(f"[{name}] failed: {result['errors'][name]}")
+
+        try:
+            for name in args.targets:  # all running at once: their runs alternate
+                workdir = root / name
+                workdir.mkdir()
+                try:
+                    log(f"[{name}] starting and loading {len(files)} instances")
+                    server, target = starters[name](workdir, files)
+                except Exception as exc:
+                    failed(name, exc)
+                    continue
+                servers.append(server)
+                targets.append(target)
+            rendered = bench_rendered(targets, args.concurrency, args.rounds,
+                                      lambda target, exc: failed(target.name, exc))
+            for target in targets:
+                if target.name not in rendered:
+                    continue
+                try:
+                    result["results"][target.name] = {"rendered": rendered[target.name],
+                                                      **bench_target(target, args)}
+                except Exception as exc:
+                    failed(target.name, exc)
+        finally:
+            for server in servers:
+                server.stop()
         ours, theirs = result["results"].get("ours"), result["results"].get("orthanc")
         if ours and theirs:
             for c in args.concurrency:
