@@ -265,8 +265,19 @@ def chunks(files: Sequence[Path], parts: int) -> list[list[Path]]:
     return [c for c in out if c]
 
 
+def quiesce_disk() -> None:
+    """Flush every dirty page and commit the file system's journal (``sync``)
+    before a timed run. Otherwise a run pays for what came before it: the
+    previous receiver's files, deleted after its run (on a file system mounted
+    with ``discard``, their blocks are trimmed when the next journal commit,
+    i.e. the next receiver's first fsync, frees them), storescp's unflushed
+    writes, and the new receiver's own start-up writes."""
+    os.sync()
+
+
 def send(series: Series, ep: Endpoint, parallel: int, timeout: float) -> RunResult:
     groups = chunks(series.files, parallel)
+    quiesce_disk()
     cpu0 = _proc_cpu_seconds(ep.pid)
     t0 = time.perf_counter()
     procs = [
