@@ -275,6 +275,39 @@ def quiesce_disk() -> None:
     os.sync()
 
 
+def flush_latency_ms(directory: Path, rounds: int = 50) -> dict[str, float]:
+    """What a durable write costs on this disk, as the receivers pay it (median
+    ms): ``fsync`` of a new 512 KiB file, and of the directory after a rename
+    into it (ours pays both per instance, plus a SQLite commit)."""
+    work = Path(tempfile.mkdtemp(prefix="flush-", dir=directory))
+    data = os.urandom(512 * 1024)
+    files, dirs = [], []
+    try:
+        for i in range(rounds):
+            tmp, final = work / f"{i}.tmp", work / f"{i}.dcm"
+            fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+            try:
+                os.write(fd, data)
+                t0 = time.perf_counter()
+                os.fsync(fd)
+                files.append(time.perf_counter() - t0)
+            finally:
+                os.close(fd)
+            os.rename(tmp, final)
+            dfd = os.open(work, os.O_RDONLY | os.O_DIRECTORY)
+            try:
+                t0 = time.perf_counter()
+                os.fsync(dfd)
+                dirs.append(time.perf_counter() - t0)
+            finally:
+                os.close(dfd)
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+        os.sync()
+    return {"file_512k_fsync_ms": round(statistics.median(files) * 1000, 3),
+            "directory_fsync_ms": round(statistics.median(dirs) * 1000, 3)}
+
+
 def send(series: Series, ep: Endpoint, parallel: int, timeout: float) -> RunResult:
     groups = chunks(series.files, parallel)
     quiesce_disk()
@@ -434,6 +467,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         "errors": {},
     }
     try:
+        result["env"]["disk"] = flush_latency_ms(root)
+        log(f"disk: {result['env']['disk']}")
         targets = list(args.targets)
         if "ours" in targets:
             why = check_service_cli(service_cmd)
