@@ -23,12 +23,13 @@ import asyncio
 import contextlib
 import threading
 import weakref
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from typing import Any, cast
 from weakref import WeakKeyDictionary
 
-from sqlalchemy import Engine, Select, event
+from sqlalchemy import Connection, Engine, Select, event
 from sqlalchemy.engine import Dialect
+from sqlalchemy.exc import DBAPIError
 from sqlalchemy.sql.compiler import SQLCompiler
 from sqlalchemy.sql.elements import ClauseElement
 
@@ -68,6 +69,22 @@ class CompiledStatement:
         if self._order is None:
             return converted
         return tuple(converted[name] for name in self._order)
+
+
+@contextlib.contextmanager
+def dbapi_cursor(conn: Connection) -> Iterator[Any]:
+    """A DB-API cursor on ``conn`` (in its transaction), closed after use, for a
+    :class:`CompiledStatement`. A DB-API error is raised as SQLAlchemy raises
+    it (``DBAPIError``, parameters hidden), so callers catch what they catch
+    for Core statements."""
+    dbapi_error = conn.dialect.loaded_dbapi.Error
+    cursor = conn.connection.cursor()
+    try:
+        yield cursor
+    except dbapi_error as exc:
+        raise DBAPIError.instance(None, None, exc, dbapi_error, hide_parameters=True) from exc
+    finally:
+        cursor.close()
 
 
 class PreparedRead:

@@ -19,6 +19,7 @@ from pydicom.tag import BaseTag
 
 from dicom_service.deidentify.engine import code_item
 from dicom_service.deidentify.pseudonyms import Pseudonymiser
+from dicom_service.dicom.parse import peek_uid
 
 __all__ = ["MANUFACTURER", "Marks", "mark"]
 
@@ -126,15 +127,6 @@ def _already_contributed(seq: Sequence, marks: Marks) -> bool:
     return False
 
 
-def _sop_instance_uid(ds: Dataset) -> object:
-    """SOPInstanceUID, read without converting a raw element (the writer
-    then copies its bytes as the walk mapped them)."""
-    elem = ds._dict[BaseTag(_SOP_INSTANCE_UID)]
-    if type(elem) is RawDataElement and isinstance(elem.value, bytes):
-        return elem.value.decode("latin-1").rstrip("\x00 ")  # as pydicom reads UI
-    return ds[_SOP_INSTANCE_UID].value
-
-
 def mark(ds: Dataset, p: Pseudonymiser, marks: Marks) -> None:
     """Set the pseudonym and the de-identification attributes on ``ds``.
 
@@ -183,7 +175,9 @@ def mark(ds: Dataset, p: Pseudonymiser, marks: Marks) -> None:
             _set(ds, _CONTRIBUTING_EQUIPMENT, "SQ", Sequence([_contributing_item(marks)]))
     meta = getattr(ds, "file_meta", None)
     if meta is not None and _SOP_INSTANCE_UID in ds:
-        sop = _sop_instance_uid(ds)
+        # read without converting a raw element: the writer then copies its
+        # bytes as the walk mapped them
+        sop = peek_uid(ds, _SOP_INSTANCE_UID)
         if sop:
             meta[_MEDIA_STORAGE_SOP_INSTANCE_UID] = DataElement(
                 _MEDIA_STORAGE_SOP_INSTANCE_UID, "UI", sop

@@ -27,6 +27,9 @@ from pydicom.uid import UID, DeflatedExplicitVRLittleEndian
 from pydicom.valuerep import EXPLICIT_VR_LENGTH_32, VR
 
 UNDEFINED_LENGTH = 0xFFFFFFFF
+# the tags everyone peeks at (peek_uid)
+SOP_CLASS_UID = 0x00080016
+SOP_INSTANCE_UID = 0x00080018
 _DELIMITER_LE = b"\xfe\xff\xdd\xe0\x00\x00\x00\x00"
 _DELIMITER_BE = b"\xff\xfe\xe0\xdd\x00\x00\x00\x00"
 

@@ -25,7 +25,7 @@ from pydicom.tag import BaseTag
 from pydicom.uid import UID, DeflatedExplicitVRLittleEndian
 from pydicom.valuerep import EXPLICIT_VR_LENGTH_32
 
-from dicom_service.dicom.parse import peek_uid
+from dicom_service.dicom.parse import SOP_CLASS_UID, SOP_INSTANCE_UID, peek_uid
 
 # The implementation identity written into every file meta (PS3.10 7.1).
 IMPLEMENTATION_CLASS_UID = "2.25.160547232414327386417131213127262349957"
@@ -56,8 +56,8 @@ def encode_instance(ds: Dataset, transfer_syntax: str) -> Encoded:
     """:func:`encode_part10`, also telling where a native Pixel Data value
     copied as received lies in the file (so nobody has to search for it)."""
     ts = UID(transfer_syntax)
-    sop_class = peek_uid(ds, 0x00080016) or ""
-    sop_instance = peek_uid(ds, 0x00080018) or ""
+    sop_class = peek_uid(ds, SOP_CLASS_UID) or ""
+    sop_instance = peek_uid(ds, SOP_INSTANCE_UID) or ""
     encoding = (ts.is_implicit_VR, ts.is_little_endian)
     if (ts == DeflatedExplicitVRLittleEndian or ts.is_private or not ts.is_transfer_syntax
             or encoding != ds.original_encoding

@@ -18,10 +18,9 @@ from typing import Any, cast
 
 from sqlalchemy import Connection, Executable, Table, bindparam, update
 from sqlalchemy.dialects import postgresql, sqlite
-from sqlalchemy.exc import DBAPIError
 
 from dicom_service.db.models import Enrolment, Instance, Series, Study
-from dicom_service.db.prepared import CompiledStatement
+from dicom_service.db.prepared import CompiledStatement, dbapi_cursor
 
 
 def _insert_ignore(dialect: str, table: Table) -> Executable:
@@ -70,9 +69,7 @@ class IndexStatements:
                 conn.execute(self.insert_series, dict(series))
             return bool(conn.execute(self.insert_instance, dict(instance)).rowcount)
         raw = self._raw
-        dbapi_error = conn.dialect.loaded_dbapi.Error
-        cursor = conn.connection.cursor()
-        try:
+        with dbapi_cursor(conn) as cursor:
             touched = raw["touch_enrolment"]
             cursor.execute(touched.sql, touched.args(touch))
             if not cursor.rowcount:
@@ -83,8 +80,3 @@ class IndexStatements:
             cursor.execute(raw["insert_instance"].sql,
                            raw["insert_instance"].args(instance))
             return bool(cursor.rowcount)
-        except dbapi_error as exc:  # raised as SQLAlchemy would: callers catch that
-            raise DBAPIError.instance(None, None, exc, dbapi_error,
-                                      hide_parameters=True) from exc
-        finally:
-            cursor.close()

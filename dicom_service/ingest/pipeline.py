@@ -38,7 +38,7 @@ from dicom_service.db.models import utcnow
 from dicom_service.db.session import Database
 from dicom_service.deidentify import Profile
 from dicom_service.deidentify.cache import DeidCache
-from dicom_service.dicom.parse import peek_uid
+from dicom_service.dicom.parse import SOP_CLASS_UID, SOP_INSTANCE_UID, peek_uid
 from dicom_service.dicom.part10 import encode_instance
 from dicom_service.dicom.uids import InvalidUID, validate_uid
 from dicom_service.errors import IngestRefused, Refusal
@@ -50,12 +50,10 @@ from dicom_service.storage.base import InstanceKey, InstanceStore
 log = logging.getLogger(__name__)
 
 
-_SOP_CLASS_UID = 0x00080016
-_SOP_INSTANCE_UID = 0x00080018
 _STUDY_INSTANCE_UID = 0x0020000D
 _SERIES_INSTANCE_UID = 0x0020000E
 _INSTANCE_NUMBER = 0x00200013
-_REQUIRED_UIDS = (("SOPClassUID", _SOP_CLASS_UID), ("SOPInstanceUID", _SOP_INSTANCE_UID),
+_REQUIRED_UIDS = (("SOPClassUID", SOP_CLASS_UID), ("SOPInstanceUID", SOP_INSTANCE_UID),
                   ("StudyInstanceUID", _STUDY_INSTANCE_UID),
                   ("SeriesInstanceUID", _SERIES_INSTANCE_UID))
 
@@ -248,7 +246,7 @@ class IngestPipeline:
             profile.apply(ds, pseudonymiser, ctx.deid)
             transfer_syntax = str(ds.file_meta.TransferSyntaxUID)
             key = InstanceKey(_uid(ds, _STUDY_INSTANCE_UID), _uid(ds, _SERIES_INSTANCE_UID),
-                              _uid(ds, _SOP_INSTANCE_UID))
+                              _uid(ds, SOP_INSTANCE_UID))
             data, pixel_data = encode_instance(ds, transfer_syntax)
         except Exception as exc:
             log.warning("de-identification failed (%s)", describe(exc))
@@ -263,7 +261,7 @@ class IngestPipeline:
             log.error("store write failed (%s)", describe(exc))
             raise IngestRefused(Refusal.OUT_OF_RESOURCES,
                                 "the instance could not be written") from None
-        sop_class = _uid(ds, _SOP_CLASS_UID)
+        sop_class = _uid(ds, SOP_CLASS_UID)
         try:
             facts = describe_instance(ds, data, transfer_syntax, key, pixel_data, ctx.metadata)
             rows = self._rows(ds, key, enrolment.id, sop_class, transfer_syntax,

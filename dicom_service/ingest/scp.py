@@ -46,7 +46,7 @@ from pynetdicom.sop_class import Verification  # type: ignore[attr-defined]
 from dicom_service import metrics
 from dicom_service.care.enrolment import CareService
 from dicom_service.config import Settings
-from dicom_service.dicom.parse import parse_dataset, peek_uid
+from dicom_service.dicom.parse import SOP_CLASS_UID, SOP_INSTANCE_UID, parse_dataset, peek_uid
 from dicom_service.dicom.status import STATUS_COMMENTS, StoreStatus
 from dicom_service.errors import IngestRefused, Refusal
 from dicom_service.ingest import ulp
@@ -93,10 +93,6 @@ class _Admitted:
 
     sender: Sender
     context: IngestContext
-
-
-_SOP_CLASS_UID = 0x00080016
-_SOP_INSTANCE_UID = 0x00080018
 
 
 def _status(code: StoreStatus) -> ulp.Response:
@@ -291,8 +287,8 @@ class DicomListener:
             return _status(StoreStatus.UNPARSABLE_DATASET)
         # The data set must be what the command says it is (PS3.4 B.2.3). Read
         # without converting the elements: the writer then copies them as sent.
-        sop_class = peek_uid(ds, _SOP_CLASS_UID)
-        sop_instance = peek_uid(ds, _SOP_INSTANCE_UID)
+        sop_class = peek_uid(ds, SOP_CLASS_UID)
+        sop_instance = peek_uid(ds, SOP_INSTANCE_UID)
         if (sop_class or "") != request.sop_class_uid or (
                 sop_instance or "") != request.sop_instance_uid:
             if sop_class and sop_instance:
