@@ -19,7 +19,7 @@ from pydicom.tag import BaseTag
 
 from dicom_service.deidentify.engine import code_item
 from dicom_service.deidentify.pseudonyms import Pseudonymiser
-from dicom_service.dicom.parse import peek_uid
+from dicom_service.dicom.parse import SOP_INSTANCE_UID, peek_uid
 
 __all__ = ["MANUFACTURER", "Marks", "mark"]
 
@@ -33,7 +33,6 @@ _DEID_METHOD = 0x00120063
 _DEID_METHOD_CODES = 0x00120064
 _LONGITUDINAL = 0x00280303
 _CONTRIBUTING_EQUIPMENT = 0x0018A001
-_SOP_INSTANCE_UID = 0x00080018
 _MEDIA_STORAGE_SOP_INSTANCE_UID = 0x00020003
 
 
@@ -174,10 +173,10 @@ def mark(ds: Dataset, p: Pseudonymiser, marks: Marks) -> None:
         else:
             _set(ds, _CONTRIBUTING_EQUIPMENT, "SQ", Sequence([_contributing_item(marks)]))
     meta = getattr(ds, "file_meta", None)
-    if meta is not None and _SOP_INSTANCE_UID in ds:
+    if meta is not None and SOP_INSTANCE_UID in ds:
         # read without converting a raw element: the writer then copies its
         # bytes as the walk mapped them
-        sop = peek_uid(ds, _SOP_INSTANCE_UID)
+        sop = peek_uid(ds, SOP_INSTANCE_UID)
         if sop:
             meta[_MEDIA_STORAGE_SOP_INSTANCE_UID] = DataElement(
                 _MEDIA_STORAGE_SOP_INSTANCE_UID, "UI", sop
