@@ -18,6 +18,7 @@ from pynetdicom import AE
 
 from dicom_service.app import build_services
 from dicom_service.config import Settings
+from dicom_service.deidentify import Pseudonymiser
 from dicom_service.dicom.status import StoreStatus
 from sample_data.generate import Manifest, write_ct_series
 from tests.conftest import CENTRE, PEER
@@ -52,6 +53,17 @@ def _needles(manifest: Manifest) -> list[tuple[str, bytes]]:
     return needles
 
 
+def _pseudonymisers(service: ServiceProcess, pseudonyms: list[str]) -> dict[str, Pseudonymiser]:
+    """Each enrolment's pseudonymiser (keyed UIDs, date shift), as the service
+    derives it from its data directory."""
+    services = build_services(Settings(data_dir=service.data_dir))
+    try:
+        return {p: services.care.pseudonymiser(services.care.get_enrolment(p))
+                for p in pseudonyms}
+    finally:
+        services.close()
+
+
 def test_sample_set_is_stored_deidentified_and_indexed(
         service: ServiceProcess, sample_set: tuple[Path, Manifest]) -> None:
     directory, manifest = sample_set
@@ -78,7 +90,24 @@ def test_sample_set_is_stored_deidentified_and_indexed(
         assert str(ds.StudyInstanceUID).startswith("2.25.")
         assert ds.file_meta.MediaStorageSOPInstanceUID == ds.SOPInstanceUID
 
-    needles = _needles(manifest)
+    # every instance's dates moved by exactly its enrolment's shift
+    shifters = _pseudonymisers(service, sorted(set(pseudonyms.values())))
+    for f in manifest.files:
+        p = shifters[pseudonyms[(f["patient_id"], f.get("issuer"))]]
+        original = pydicom.dcmread(directory / f["path"], stop_before_pixels=True)
+        kept = pydicom.dcmread(service.store_root / p.uid(f["study_uid"])
+                               / p.uid(f["series_uid"]) / f"{p.uid(f['sop_uid'])}.dcm",
+                               stop_before_pixels=True)
+        for keyword in ("StudyDate", "SeriesDate", "ContentDate"):
+            if original.get(keyword):
+                assert kept.get(keyword) == p.shift_date(original.get(keyword)), keyword
+    # A shifted date can equal another study's original date (the shifts are
+    # random, one month to ten years back: about one run in a hundred here).
+    # Such a date was just checked to be the shift of its own; the scan below
+    # looks for every other original date.
+    shifted = {p.shift_date(d[:8]) for d in manifest.original_dates for p in shifters.values()}
+    needles = [(what, needle) for what, needle in _needles(manifest)
+               if not (what == "original date" and needle.decode("ascii") in shifted)]
     assert len(needles) > 100
     for path, data in service.all_written_bytes():
         for what, needle in needles:
