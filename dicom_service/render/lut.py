@@ -7,9 +7,13 @@ the VOI LUT Sequence) -> 0..255, inverted for MONOCHROME1.
 
 For integer data up to 16 bits with a linear window (LINEAR or LINEAR_EXACT)
 and a linear Modality LUT (Rescale Slope/Intercept), the whole pipeline is one
-affine map clipped to 0..255: it is computed in float32 in a scratch buffer
-kept per thread, about half the cost of a table look-up (numpy's ``take``
-first widens every 16-bit index to 64 bits). Any other integer pipeline is
+affine map clipped to 0..255, computed in float32. For 16-bit containers a
+small C extension (``_window.c``, SSE2 or AVX2) does it in one pass: 0.04 ms
+for a 512 x 512 frame against 0.125 ms for the six numpy passes, which stay as
+the reference and the fallback where the extension is not built (the same
+bytes: ``tests/render/test_window_kernel.py``). numpy computes it in a scratch
+buffer kept per thread, about half the cost of a table look-up (numpy's
+``take`` first widens every 16-bit index to 64 bits). Any other integer pipeline is
 folded into one lookup table over every possible container value (the masking
 to Bits Stored and the sign extension are folded in too), so a frame costs one
 vectorised ``take``. Tables are cached by the parameters that define them.
@@ -17,7 +21,9 @@ vectorised ``take``. Tables are cached by the parameters that define them.
 
 from __future__ import annotations
 
+import logging
 import threading
+from collections.abc import Callable
 from functools import lru_cache
 from typing import Any
 
@@ -28,6 +34,23 @@ from dicom_service.render.params import VoiFunction, Window
 
 FloatArray = np.ndarray[Any, np.dtype[np.float64]]
 ByteArray = np.ndarray[Any, np.dtype[np.uint8]]
+
+log = logging.getLogger(__name__)
+
+
+def _load_kernel() -> tuple[Callable[..., None], int] | None:
+    """The C window (``linear16``, this CPU's best level), or ``None`` if not built."""
+    try:
+        from dicom_service.render import _window
+    except ImportError:
+        log.warning("render: the C window extension is not built (pip install -e . builds "
+                    "it); 16-bit frames are windowed with numpy, about 0.08 ms slower")
+        return None
+    return _window.linear16, _window.BEST_LEVEL
+
+
+_kernel = _load_kernel()
+_FLOAT32_MAX = float(np.finfo(np.float32).max)  # a and b must stay finite in float32
 
 
 def window_to_8bit(values: FloatArray, window: Window) -> FloatArray:
@@ -136,6 +159,18 @@ def _float_scratch(shape: tuple[int, ...]) -> np.ndarray[Any, np.dtype[np.float3
 def _apply_linear(frame: np.ndarray[Any, Any], bits_stored: int, signed: bool,
                   a: float, b: float) -> ByteArray:
     """clip(a * stored + b, 0, 255), rounded, of a 8- or 16-bit integer frame."""
+    if (_kernel is not None and frame.dtype.itemsize == 2
+            and abs(a) <= _FLOAT32_MAX and abs(b) <= _FLOAT32_MAX):
+        linear16, level = _kernel
+        out: ByteArray = np.empty(frame.shape, dtype=np.uint8)
+        linear16(np.ascontiguousarray(frame), out, signed, bits_stored, a, b, level)
+        return out
+    return _apply_linear_numpy(frame, bits_stored, signed, a, b)
+
+
+def _apply_linear_numpy(frame: np.ndarray[Any, Any], bits_stored: int, signed: bool,
+                        a: float, b: float) -> ByteArray:
+    """``_apply_linear`` in numpy: the reference for the C window, and its fallback."""
     container_bits = 8 * frame.dtype.itemsize
     unsigned = frame.view(f"u{frame.dtype.itemsize}")
     if bits_stored >= container_bits:
@@ -154,9 +189,9 @@ def _apply_linear(frame: np.ndarray[Any, Any], bits_stored: int, signed: bool,
     np.add(y, np.float32(b), out=y)
     np.clip(y, np.float32(0.0), np.float32(255.0), out=y)
     np.rint(y, out=y)  # as the table rounds (halves to even)
-    out: ByteArray = np.empty(frame.shape, dtype=np.uint8)
-    np.copyto(out, y, casting="unsafe")
-    return out
+    result: ByteArray = np.empty(frame.shape, dtype=np.uint8)
+    np.copyto(result, y, casting="unsafe")
+    return result
 
 
 def full_range_window(header: ImageHeader, frame: np.ndarray[Any, Any]) -> Window:
