@@ -163,7 +163,9 @@ def _apply_linear(frame: np.ndarray[Any, Any], bits_stored: int, signed: bool,
             and abs(a) <= _FLOAT32_MAX and abs(b) <= _FLOAT32_MAX):
         linear16, level = _kernel
         out: ByteArray = np.empty(frame.shape, dtype=np.uint8)
-        linear16(np.ascontiguousarray(frame), out, signed, bits_stored, a, b, level)
+        # C-contiguous and aligned (a view into a file's bytes at an odd offset is not)
+        source = np.require(frame, requirements=("C", "A"))
+        linear16(source, out, signed, bits_stored, a, b, level)
         return out
     return _apply_linear_numpy(frame, bits_stored, signed, a, b)
 

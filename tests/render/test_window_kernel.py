@@ -77,6 +77,17 @@ def test_frames_that_are_views_are_windowed_as_numpy_does() -> None:
                               lut._apply_linear_numpy(view, 12, True, 0.7, 20.0))
 
 
+def test_unaligned_frames_are_windowed_as_numpy_does() -> None:
+    """A frame viewed straight from a file's bytes may start at an odd address."""
+    values = np.arange(-300, 300, 7, dtype=np.int16)
+    raw = bytearray(1 + values.nbytes)
+    raw[1:] = values.tobytes()
+    unaligned = np.frombuffer(bytes(raw), dtype=np.int16, offset=1)
+    assert not unaligned.flags.aligned and np.array_equal(unaligned, values)
+    assert np.array_equal(lut._apply_linear(unaligned, 16, True, 0.3, 100.0),
+                          lut._apply_linear_numpy(values, 16, True, 0.3, 100.0))
+
+
 def test_out_of_range_coefficients_take_numpys_path() -> None:
     frame = np.arange(16, dtype=np.uint16)
     for a, b in ((1e39, 0.0), (1.0, -1e39), (float("nan"), 0.0)):
