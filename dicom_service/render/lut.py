@@ -16,15 +16,17 @@ buffer kept per thread, about half the cost of a table look-up (numpy's
 ``take`` first widens every 16-bit index to 64 bits). Any other integer pipeline is
 folded into one lookup table over every possible container value (the masking
 to Bits Stored and the sign extension are folded in too), so a frame costs one
-vectorised ``take``. Tables are cached by the parameters that define them.
+look-up per pixel: in C for 16-bit containers (``lookup16``: 2.3 against 11.7
+ms for a 3000 x 2500 radiograph, and no 8-byte index copy per pixel), else
+numpy's ``take``. Tables are cached by the parameters that define them.
 """
 
 from __future__ import annotations
 
 import logging
 import threading
-from collections.abc import Callable
 from functools import lru_cache
+from types import ModuleType
 from typing import Any
 
 import numpy as np
@@ -38,15 +40,15 @@ ByteArray = np.ndarray[Any, np.dtype[np.uint8]]
 log = logging.getLogger(__name__)
 
 
-def _load_kernel() -> tuple[Callable[..., None], int] | None:
-    """The C window (``linear16``, this CPU's best level), or ``None`` if not built."""
+def _load_kernel() -> ModuleType | None:
+    """The C extension (``_window.c``), or ``None`` if it is not built."""
     try:
         from dicom_service.render import _window
     except ImportError:
         log.warning("render: the C window extension is not built (pip install -e . builds "
-                    "it); 16-bit frames are windowed with numpy, about 0.08 ms slower")
+                    "it); 16-bit frames are windowed with numpy, slower")
         return None
-    return _window.linear16, _window.BEST_LEVEL
+    return _window
 
 
 _kernel = _load_kernel()
@@ -161,13 +163,27 @@ def _apply_linear(frame: np.ndarray[Any, Any], bits_stored: int, signed: bool,
     """clip(a * stored + b, 0, 255), rounded, of a 8- or 16-bit integer frame."""
     if (_kernel is not None and frame.dtype.itemsize == 2
             and abs(a) <= _FLOAT32_MAX and abs(b) <= _FLOAT32_MAX):
-        linear16, level = _kernel
         out: ByteArray = np.empty(frame.shape, dtype=np.uint8)
-        # C-contiguous and aligned (a view into a file's bytes at an odd offset is not)
-        source = np.require(frame, requirements=("C", "A"))
-        linear16(source, out, signed, bits_stored, a, b, level)
+        _kernel.linear16(_c_array(frame), out, signed, bits_stored, a, b, _kernel.BEST_LEVEL)
         return out
     return _apply_linear_numpy(frame, bits_stored, signed, a, b)
+
+
+def _c_array(frame: np.ndarray[Any, Any]) -> np.ndarray[Any, Any]:
+    """``frame`` C-contiguous and aligned, for the C extension (a view into a
+    file's bytes at an odd offset is not aligned: then a copy)."""
+    return np.require(frame, requirements=("C", "A"))
+
+
+def _lookup(table: ByteArray, container: np.ndarray[Any, Any]) -> ByteArray:
+    """``table[container]``: in C for 16-bit containers (no 64-bit copy of the
+    indices), else numpy's ``take``."""
+    if _kernel is not None and container.dtype == np.uint16 and table.size == 65536:
+        out: ByteArray = np.empty(container.shape, dtype=np.uint8)
+        _kernel.lookup16(_c_array(container), out, np.ascontiguousarray(table, np.uint8))
+        return out
+    result: ByteArray = np.take(table, container)
+    return result
 
 
 def _apply_linear_numpy(frame: np.ndarray[Any, Any], bits_stored: int, signed: bool,
@@ -244,8 +260,7 @@ def grayscale(header: ImageHeader, frame: np.ndarray[Any, Any],
             values = _modality(_stored_values(every, bits, header.signed), header.slope,
                                header.intercept, header.modality_lut)
             table = _finish(_voi(values, window, voi_lut), invert)
-        result: ByteArray = np.take(table, container)
-        return result
+        return _lookup(table, container)
     # 32-bit integers and floats: compute per pixel
     if frame.dtype.kind in "iu":
         stored = _stored_values(frame.view(f"u{frame.dtype.itemsize}"),

@@ -1,10 +1,12 @@
-"""The C window (``dicom_service/render/_window.c``) against numpy's path.
+"""The C extension (``dicom_service/render/_window.c``) against numpy's path.
 
 ``lut._apply_linear`` windows 16-bit frames with the C extension and keeps the
 numpy computation as reference and fallback: every level the CPU has (plain C,
 SSE2, AVX2) must give exactly numpy's bytes, whatever Bits Stored, sign, slope,
 window, inversion and frame length (the vector loops leave a tail to the plain
-loop), and refuse what would read or write outside its buffers.
+loop). ``lut._lookup`` does a 65536-entry table look-up of 16-bit frames in C,
+which must equal numpy's ``take``. Both refuse what would read or write
+outside their buffers.
 """
 
 from __future__ import annotations
@@ -31,7 +33,7 @@ LEVELS = range(_window.BEST_LEVEL + 1)
 
 def test_the_extension_is_built_and_used() -> None:
     """``./dev test`` builds it (pip install -e .): the fast path is what is tested."""
-    assert lut._kernel is not None and lut._kernel[1] == _window.BEST_LEVEL
+    assert lut._kernel is _window
     if platform.machine() == "x86_64":
         assert _window.BEST_LEVEL >= 1  # every x86-64 has SSE2
 
@@ -112,3 +114,62 @@ def test_what_would_leave_the_buffers_is_refused() -> None:
         _window.linear16(frame, bytes(16), False, 16, 1.0, 0.0, 0)
     with pytest.raises((TypeError, BufferError, ValueError)):  # and contiguous
         _window.linear16(frame, np.empty(32, np.uint8)[::2], False, 16, 1.0, 0.0, 0)
+
+
+def test_the_table_look_up_is_numpys_take() -> None:
+    rng = np.random.default_rng(11)
+    table = rng.integers(0, 256, 65536).astype(np.uint8)
+    for shape in ((0,), (1,), (7, 9), (64, 48), (3, 5, 11)):
+        frame = rng.integers(0, 1 << 16, shape).astype(np.uint16)
+        assert np.array_equal(lut._lookup(table, frame), np.take(table, frame)), shape
+    frame = rng.integers(0, 1 << 16, (40, 30)).astype(np.uint16)
+    raw = bytearray(1 + frame.nbytes)
+    raw[1:] = frame.tobytes()
+    unaligned = np.frombuffer(bytes(raw), dtype=np.uint16, offset=1).reshape(40, 30)
+    for view in (frame.T, frame[::3, 1::2], unaligned):
+        assert np.array_equal(lut._lookup(table, view), np.take(table, view))
+    # 8-bit containers stay with numpy
+    small = rng.integers(0, 256, (5, 5)).astype(np.uint8)
+    assert np.array_equal(lut._lookup(table[:256], small), np.take(table[:256], small))
+
+
+def test_non_linear_windows_and_luts_render_as_the_table_says() -> None:
+    """SIGMOID and a Modality LUT go through the table, looked up in C."""
+    from dicom_service.render.decode import ImageHeader
+
+    rng = np.random.default_rng(3)
+    frame = rng.integers(-1000, 3000, (33, 47)).astype(np.int16)
+    header = ImageHeader(
+        transfer_syntax="1.2.840.10008.1.2.1", rows=33, columns=47, samples=1,
+        photometric="MONOCHROME2", planar=0, bits_allocated=16, bits_stored=12, signed=True,
+        frames=1, float_pixels=False, slope=1.0, intercept=0.0, modality_lut=None,
+        windows=(), voi_lut=None, palette=None, pixel_offset=None, pixel_length=None)
+    window = Window(400.0, 2000.0, VoiFunction.SIGMOID)
+    got = lut.grayscale(header, frame, window)
+    table = lut._cached_table(2, 12, True, 1.0, 0.0, window, False)
+    assert np.array_equal(got, np.take(table, frame.view(np.uint16)))
+    assert 0 < int(got.min()) < int(got.max()) < 255
+
+
+def test_a_wrong_table_or_output_is_refused() -> None:
+    frame = np.zeros(16, dtype=np.uint16)
+    table = np.zeros(65536, dtype=np.uint8)
+    with pytest.raises(ValueError, match="65536 one-byte entries"):
+        _window.lookup16(frame, np.empty(16, np.uint8), table[:65535])
+    with pytest.raises(ValueError, match="65536 one-byte entries"):
+        _window.lookup16(frame, np.empty(16, np.uint8), np.zeros(65536, np.uint16))
+    with pytest.raises(ValueError, match="one byte per 16-bit input value"):
+        _window.lookup16(frame, np.empty(15, np.uint8), table)
+    with pytest.raises(TypeError):
+        _window.lookup16(frame, bytes(16), table)
+
+
+def test_the_window_benchmark_runs() -> None:
+    """``benchmarks/window.py`` (its figures are in benchmarks/README.md)."""
+    from benchmarks import window
+
+    result = window.run(repeat=1)
+    assert result["level"] == _window.BEST_LEVEL
+    figures = result["figures"]
+    assert set(figures) == {"linear_512", "table_512", "table_3000x2500"}
+    assert all(pair["numpy_ms"] > 0 and pair["c_ms"] > 0 for pair in figures.values())
