@@ -1,7 +1,7 @@
-"""The one C extension: the linear window of 16-bit frames (everything else is
-in pyproject.toml). ``pip install -e .`` builds it next to its source;
-``dicom_service.render.lut`` falls back to numpy, with the same values, where
-it is not built."""
+"""The one C extension: the grey-scale display of 16-bit frames, linear window
+and table look-up (everything else is in pyproject.toml). ``pip install -e .``
+builds it next to its source; ``dicom_service.render.lut`` falls back to numpy,
+with the same values, where it is not built."""
 
 from setuptools import Extension, setup
 

@@ -32,9 +32,10 @@
 
 static int best_level;
 
-static Py_ssize_t linear16_c(const uint16_t *restrict src, uint8_t *restrict dst,
-                             Py_ssize_t start, Py_ssize_t n, int is_signed, int spare,
-                             float a, float b) {
+/* values [start, n): the whole frame at level 0, the vector loops' tail above */
+static void linear16_c(const uint16_t *restrict src, uint8_t *restrict dst,
+                       Py_ssize_t start, Py_ssize_t n, int is_signed, int spare, float a,
+                       float b) {
     const uint16_t mask = (uint16_t)(0xFFFFu >> spare);
     for (Py_ssize_t i = start; i < n; i++) {
         int32_t v = is_signed ? (int32_t)(int16_t)(uint16_t)(src[i] << spare) >> spare
@@ -47,7 +48,6 @@ static Py_ssize_t linear16_c(const uint16_t *restrict src, uint8_t *restrict dst
             y = 255.0f;
         dst[i] = (uint8_t)nearbyintf(y);
     }
-    return n;
 }
 
 #ifdef WINDOW_X86
