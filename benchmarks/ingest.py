@@ -391,6 +391,17 @@ def ratio(a: dict[str, Any], b: dict[str, Any]) -> float | None:
     return None
 
 
+def paired_ratio(a: dict[str, Any], b: dict[str, Any]) -> dict[str, Any] | None:
+    """a's rate over b's within each round (the targets of one round run one
+    after the other, so a drift of the machine between rounds cancels out), and
+    their median; ``None`` unless both have every round."""
+    xs, ys = a.get("runs_ips") or [], b.get("runs_ips") or []
+    if not xs or len(xs) != len(ys) or not all(ys):
+        return None
+    rounds = [round(x / y, 3) for x, y in zip(xs, ys, strict=True)]
+    return {"rounds": rounds, "median": round(statistics.median(rounds), 3)}
+
+
 def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
     p.add_argument("--quick", action="store_true", help="small series, 1 repetition (smoke run)")
@@ -463,6 +474,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         "series": {},
         "results": {},
         "ratios": {},
+        "paired_ratios": {},
         "ips": {},
         "errors": {},
     }
@@ -508,6 +520,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         for s in all_series:
             result["results"][s.name] = {}
             result["ratios"][s.name] = {}
+            result["paired_ratios"][s.name] = {}
             for mode in MODES:
                 par = 1 if mode == "single" else args.parallel
                 meas = {t: Measurement() for t in targets}
@@ -541,6 +554,10 @@ def main(argv: Sequence[str] | None = None) -> int:
                     "ours/storescp": ratio(ours, res.get("storescp", {})),
                     "orthanc/storescp": ratio(res.get("orthanc", {}), res.get("storescp", {})),
                 }
+                result["paired_ratios"][s.name][mode] = {
+                    "ours/orthanc": paired_ratio(ours, res.get("orthanc", {})),
+                    "ours/storescp": paired_ratio(ours, res.get("storescp", {})),
+                }
     finally:
         if args.keep:
             log(f"kept {root}")
@@ -570,6 +587,11 @@ def print_table(result: dict[str, Any]) -> None:
             ratios = ", ".join(
                 f"{k}={v:.2f}" for k, v in result["ratios"][sname][mode].items() if v is not None
             )
+            paired = (result.get("paired_ratios", {}).get(sname, {}).get(mode) or {}).get(
+                "ours/orthanc")
+            if paired is not None:
+                ratios += (f"; ours/orthanc round by round {paired['median']:.2f} "
+                           f"[{min(paired['rounds']):.2f}-{max(paired['rounds']):.2f}]")
             print(
                 f"  {sname} ({info['instances']}x{info['rows_cols']}^2) {mode} x{par}: "
                 f"{'  '.join(cells)}" + (f"  | {ratios}" if ratios else "")

@@ -1,0 +1,40 @@
+"""The ratio arithmetic of ``benchmarks/ingest.py`` (its runs take minutes and
+are not part of the suite; their figures are in benchmarks/README.md)."""
+
+from __future__ import annotations
+
+import pytest
+
+from benchmarks import ingest
+
+
+def test_paired_ratios_divide_within_each_round_and_take_the_median() -> None:
+    ours = {"median_ips": 324.0, "runs_ips": [324.0, 347.4, 297.7]}
+    orthanc = {"median_ips": 257.7, "runs_ips": [272.6, 257.7, 243.2]}
+    paired = ingest.paired_ratio(ours, orthanc)
+    assert paired == {"rounds": [1.189, 1.348, 1.224], "median": 1.224}
+    # the ratio of the medians mixes rounds: a different figure
+    assert ingest.ratio(ours, orthanc) == 1.257
+
+
+def test_no_paired_ratio_without_every_round_of_both() -> None:
+    assert ingest.paired_ratio({"runs_ips": [300.0, 310.0]}, {"runs_ips": [250.0]}) is None
+    assert ingest.paired_ratio({"runs_ips": [300.0]}, {"error": "PeerError"}) is None
+    assert ingest.paired_ratio({}, {"runs_ips": [250.0]}) is None
+    assert ingest.paired_ratio({"runs_ips": [300.0]}, {"runs_ips": [0.0]}) is None
+
+
+def test_the_table_shows_the_round_by_round_ratio(capsys: pytest.CaptureFixture[str]) -> None:
+    ours = {"median_ips": 324.0, "best_ips": 347.4, "runs_ips": [324.0, 347.4, 297.7]}
+    orthanc = {"median_ips": 257.7, "best_ips": 272.6, "runs_ips": [272.6, 257.7, 243.2]}
+    ingest.print_table({
+        "repeat": 3, "parallel": 4,
+        "series": {"ct512": {"instances": 300, "rows_cols": 512}},
+        "results": {"ct512": {"single": {"ours": ours, "orthanc": orthanc}}},
+        "ratios": {"ct512": {"single": {"ours/orthanc": ingest.ratio(ours, orthanc)}}},
+        "paired_ratios": {"ct512": {"single": {
+            "ours/orthanc": ingest.paired_ratio(ours, orthanc)}}},
+    })
+    line = capsys.readouterr().out.splitlines()[1]
+    assert "ours/orthanc=1.26" in line
+    assert "ours/orthanc round by round 1.22 [1.19-1.35]" in line
