@@ -587,8 +587,7 @@ def print_table(result: dict[str, Any]) -> None:
             ratios = ", ".join(
                 f"{k}={v:.2f}" for k, v in result["ratios"][sname][mode].items() if v is not None
             )
-            paired = (result.get("paired_ratios", {}).get(sname, {}).get(mode) or {}).get(
-                "ours/orthanc")
+            paired = result["paired_ratios"][sname][mode]["ours/orthanc"]
             if paired is not None:
                 ratios += (f"; ours/orthanc round by round {paired['median']:.2f} "
                            f"[{min(paired['rounds']):.2f}-{max(paired['rounds']):.2f}]")
