@@ -1,11 +1,12 @@
-"""The ratio arithmetic of ``benchmarks/ingest.py`` (its runs take minutes and
-are not part of the suite; their figures are in benchmarks/README.md)."""
+"""The ratio arithmetic of ``benchmarks/ingest.py`` and ``benchmarks/ingest_ab.py``
+(their runs take minutes and are not part of the suite; their figures are in
+benchmarks/README.md)."""
 
 from __future__ import annotations
 
 import pytest
 
-from benchmarks import ingest
+from benchmarks import ingest, ingest_ab
 
 
 def test_paired_ratios_divide_within_each_round_and_take_the_median() -> None:
@@ -38,3 +39,25 @@ def test_the_table_shows_the_round_by_round_ratio(capsys: pytest.CaptureFixture[
     line = capsys.readouterr().out.splitlines()[1]
     assert "ours/orthanc=1.26" in line
     assert "ours/orthanc round by round 1.22 [1.19-1.35]" in line
+
+
+def test_the_ab_script_alternates_which_build_goes_first() -> None:
+    firsts = [ingest_ab.order(r)[0] for r in range(1, 7)]
+    assert firsts == ["a", "b", "a", "b", "a", "b"]
+    assert all(sorted(ingest_ab.order(r)) == ["a", "b"] for r in range(7))
+
+
+def test_the_ab_script_divides_within_each_round() -> None:
+    result = ingest_ab.summary({"a": [330.0, 300.0, 360.0], "b": [300.0, 330.0, 300.0]})
+    assert result["a"] == {"median_ips": 330.0, "runs_ips": [330.0, 300.0, 360.0]}
+    assert result["b"]["median_ips"] == 300.0
+    assert result["a/b"] == {"rounds": [1.1, 0.909, 1.2], "median": 1.1}
+
+
+def test_the_ab_script_wants_two_commands_and_a_round() -> None:
+    args = ingest_ab.parse_args(["--a", "x serve", "--b", "y serve"])
+    assert (args.rounds, args.series, args.parallel) == (10, "ct512", 1)
+    with pytest.raises(SystemExit):
+        ingest_ab.parse_args(["--a", "x"])
+    with pytest.raises(SystemExit):
+        ingest_ab.parse_args(["--a", "x", "--b", "y", "--rounds", "0"])

@@ -1,0 +1,126 @@
+"""A/B of two builds of our service on the ingest path, alternated round by round.
+
+Whether a change to the ingest path is faster cannot be read off two runs of
+``ingest.py``: on this 2-vCPU machine two runs of the same build are up to
+20-30% apart (where the scheduler puts storescu and the listener, what the
+disk is doing). This script sends the same series with DCMTK ``storescu``
+(as ``ingest.py`` sends it) to a fresh receiver of build A and one of build B
+in every round, A first in one round and B first in the next (ABBA), after an
+unmeasured warm-up round, and reports each build's rates and the quotient
+A/B within each round with its median: drift between rounds cancels out, and
+the spread of the quotients says how much a difference is worth.
+
+    .venv/bin/python benchmarks/ingest_ab.py \\
+        --a "env PYTHONPATH=/tmp/a .venv/bin/python -m dicom_service.cli" \\
+        --b "env PYTHONPATH=/tmp/b .venv/bin/python -m dicom_service.cli" --rounds 30
+
+Runs inside a private network namespace (re-executes itself under ``unshare
+-n`` as ``ingest.py`` does). The last line printed is one JSON object.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import shlex
+import shutil
+import statistics
+import sys
+import tempfile
+import time
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+REPO = Path(__file__).resolve().parents[1]
+if str(REPO) not in sys.path:
+    sys.path.insert(0, str(REPO))
+
+from benchmarks.ingest import (  # noqa: E402
+    ISSUER,
+    PATIENT_ID,
+    SERIES_SEED_OFFSET,
+    Series,
+    paired_ratio,
+    start_ours,
+)
+from benchmarks.ingest import send as send_series  # noqa: E402
+from sample_data.generate import write_ct_series  # noqa: E402
+from tests.support.peers import ensure_private_netns, write_as_stored_profile  # noqa: E402
+
+SIZES = {"ct512": (512, 300), "ct64": (64, 2000)}
+QUICK_SIZES = {"ct512": (512, 20), "ct64": (64, 100)}
+
+
+def order(round_number: int) -> tuple[str, str]:
+    """Which build runs first in a round: A in odd rounds, B in even ones
+    (round 0 is the warm-up), so that neither always follows the other."""
+    return ("a", "b") if round_number % 2 else ("b", "a")
+
+
+def summary(rates: dict[str, list[float]]) -> dict[str, Any]:
+    """Each build's median and runs (instances/s) and the round-by-round A/B."""
+    out: dict[str, Any] = {
+        k: {"median_ips": round(statistics.median(v), 1), "runs_ips": [round(x, 1) for x in v]}
+        for k, v in rates.items()}
+    out["a/b"] = paired_ratio(out["a"], out["b"])
+    return out
+
+
+def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
+    p.add_argument("--a", required=True, help="command of build A's CLI")
+    p.add_argument("--b", required=True, help="command of build B's CLI")
+    p.add_argument("--rounds", type=int, default=10, help="measured rounds (default 10)")
+    p.add_argument("--series", choices=sorted(SIZES), default="ct512")
+    p.add_argument("--parallel", type=int, default=1,
+                   help="storescu processes (associations) at once (default 1)")
+    p.add_argument("--quick", action="store_true", help="a small series (smoke run)")
+    p.add_argument("--seed", type=int, default=1)
+    p.add_argument("--workdir", type=Path, default=None, help="parent of the temp dir")
+    p.add_argument("--timeout", type=float, default=1800.0, help="per storescu process, seconds")
+    args = p.parse_args(argv)
+    if args.rounds < 1 or args.parallel < 1:
+        p.error("--rounds and --parallel must be >= 1")
+    return args
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = parse_args(argv)
+    ensure_private_netns()
+    size, n = (QUICK_SIZES if args.quick else SIZES)[args.series]
+    commands = {"a": shlex.split(args.a), "b": shlex.split(args.b)}
+    root = Path(tempfile.mkdtemp(prefix="ingest-ab-", dir=args.workdir))
+    try:
+        seed = args.seed + SERIES_SEED_OFFSET[args.series]
+        files = sorted(write_ct_series(root / args.series, n=n, size=size, seed=seed,
+                                       patient_id=PATIENT_ID, issuer=ISSUER))
+        series = Series(args.series, files, size,
+                        write_as_stored_profile(files, root / "profile.cfg"))
+        rates: dict[str, list[float]] = {"a": [], "b": []}
+        for round_number in range(args.rounds + 1):
+            for build in order(round_number):
+                workdir = Path(tempfile.mkdtemp(prefix=f"{build}-", dir=root))
+                endpoint = start_ours(workdir, commands[build])
+                try:
+                    run = send_series(series, endpoint, args.parallel, args.timeout)
+                finally:
+                    endpoint.stop()
+                shutil.rmtree(workdir)
+                if round_number:
+                    rates[build].append(series.n / run.seconds)
+            if round_number:
+                print(f"round {round_number}: a {rates['a'][-1]:.1f}, b {rates['b'][-1]:.1f}"
+                      " instances/s", file=sys.stderr, flush=True)
+        result = {"benchmark": "ingest_ab", "series": args.series, "instances": n,
+                  "parallel": args.parallel, "rounds": args.rounds, "a_cmd": args.a,
+                  "b_cmd": args.b, "finished": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+                  **summary(rates)}
+        print(json.dumps(result))
+    finally:
+        shutil.rmtree(root, ignore_errors=True)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
