@@ -58,6 +58,9 @@ ISSUER = "HOSP-A"
 TARGETS = ("ours", "orthanc", "storescp")
 MODES = ("single", "parallel")
 SERIES_SEED_OFFSET = {"ct512": 0, "ct64": 1}
+# series -> (rows and columns, instances); QUICK_SIZES for smoke runs
+SIZES = {"ct512": (512, 300), "ct64": (64, 2000)}
+QUICK_SIZES = {"ct512": (512, 20), "ct64": (64, 100)}
 
 
 @dataclass(frozen=True)
@@ -402,6 +405,23 @@ def paired_ratio(a: dict[str, Any], b: dict[str, Any]) -> dict[str, Any] | None:
     return {"rounds": rounds, "median": round(statistics.median(rounds), 3)}
 
 
+def make_series(root: Path, name: str, *, quick: bool, seed: int) -> Series:
+    """The synthetic series ``name`` (seeded, one patient), written under
+    ``root``, with the storescu profile that sends it as stored."""
+    size, n = (QUICK_SIZES if quick else SIZES)[name]
+    files = sorted(
+        write_ct_series(
+            root / name,
+            n=n,
+            size=size,
+            seed=seed + SERIES_SEED_OFFSET[name],
+            patient_id=PATIENT_ID,
+            issuer=ISSUER,
+        )
+    )
+    return Series(name, files, size, write_as_stored_profile(files, root / f"{name}.cfg"))
+
+
 def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
     p.add_argument("--quick", action="store_true", help="small series, 1 repetition (smoke run)")
@@ -446,7 +466,6 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parse_args(argv)
     ensure_private_netns()
 
-    sizes = {"ct512": (512, 20 if args.quick else 300), "ct64": (64, 100 if args.quick else 2000)}
     generator = "sample_data.generate.write_ct_series"
     service_cmd = service_command(args.service_cmd)
     root = Path(tempfile.mkdtemp(prefix="ingest-bench-", dir=args.workdir))
@@ -491,29 +510,17 @@ def main(argv: Sequence[str] | None = None) -> int:
 
         all_series: list[Series] = []
         for name in args.series:
-            size, n = sizes[name]
             t0 = time.perf_counter()
-            files = sorted(
-                write_ct_series(
-                    root / name,
-                    n=n,
-                    size=size,
-                    seed=args.seed + SERIES_SEED_OFFSET[name],
-                    patient_id=PATIENT_ID,
-                    issuer=ISSUER,
-                )
-            )
-            profile = write_as_stored_profile(files, root / f"{name}.cfg")
-            s = Series(name, files, size, profile)
+            s = make_series(root, name, quick=args.quick, seed=args.seed)
             all_series.append(s)
             result["series"][name] = {
                 "instances": s.n,
-                "rows_cols": size,
+                "rows_cols": s.size,
                 "bytes": s.total_bytes,
                 "seed": args.seed + SERIES_SEED_OFFSET[name],
             }
             log(
-                f"generated {name}: {s.n} x {size}^2, {s.total_bytes / 1e6:.1f} MB "
+                f"generated {name}: {s.n} x {s.size}^2, {s.total_bytes / 1e6:.1f} MB "
                 f"in {time.perf_counter() - t0:.1f}s ({generator})"
             )
 

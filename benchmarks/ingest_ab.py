@@ -36,20 +36,9 @@ REPO = Path(__file__).resolve().parents[1]
 if str(REPO) not in sys.path:
     sys.path.insert(0, str(REPO))
 
-from benchmarks.ingest import (  # noqa: E402
-    ISSUER,
-    PATIENT_ID,
-    SERIES_SEED_OFFSET,
-    Series,
-    paired_ratio,
-    start_ours,
-)
+from benchmarks.ingest import SIZES, make_series, paired_ratio, start_ours  # noqa: E402
 from benchmarks.ingest import send as send_series  # noqa: E402
-from sample_data.generate import write_ct_series  # noqa: E402
-from tests.support.peers import ensure_private_netns, write_as_stored_profile  # noqa: E402
-
-SIZES = {"ct512": (512, 300), "ct64": (64, 2000)}
-QUICK_SIZES = {"ct512": (512, 20), "ct64": (64, 100)}
+from tests.support.peers import ensure_private_netns  # noqa: E402
 
 
 def order(round_number: int) -> tuple[str, str]:
@@ -88,15 +77,10 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
 def main(argv: Sequence[str] | None = None) -> int:
     args = parse_args(argv)
     ensure_private_netns()
-    size, n = (QUICK_SIZES if args.quick else SIZES)[args.series]
     commands = {"a": shlex.split(args.a), "b": shlex.split(args.b)}
     root = Path(tempfile.mkdtemp(prefix="ingest-ab-", dir=args.workdir))
     try:
-        seed = args.seed + SERIES_SEED_OFFSET[args.series]
-        files = sorted(write_ct_series(root / args.series, n=n, size=size, seed=seed,
-                                       patient_id=PATIENT_ID, issuer=ISSUER))
-        series = Series(args.series, files, size,
-                        write_as_stored_profile(files, root / "profile.cfg"))
+        series = make_series(root, args.series, quick=args.quick, seed=args.seed)
         rates: dict[str, list[float]] = {"a": [], "b": []}
         for round_number in range(args.rounds + 1):
             for build in order(round_number):
@@ -112,7 +96,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             if round_number:
                 print(f"round {round_number}: a {rates['a'][-1]:.1f}, b {rates['b'][-1]:.1f}"
                       " instances/s", file=sys.stderr, flush=True)
-        result = {"benchmark": "ingest_ab", "series": args.series, "instances": n,
+        result = {"benchmark": "ingest_ab", "series": args.series, "instances": series.n,
                   "parallel": args.parallel, "rounds": args.rounds, "a_cmd": args.a,
                   "b_cmd": args.b, "finished": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
                   **summary(rates)}
