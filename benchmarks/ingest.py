@@ -179,17 +179,25 @@ def service_command(override: str | None) -> list[str]:
     ]
 
 
-def check_service_cli(cmd: list[str]) -> str | None:
-    """None if ``cmd --help`` works, else why not."""
-    try:
-        res = subprocess.run(
-            [*cmd, "--help"], capture_output=True, text=True, timeout=60, env=peer_env()
-        )
-    except (OSError, subprocess.TimeoutExpired) as exc:
-        return f"{shlex.join(cmd)} --help: {exc}"
+def service_build(cmd: list[str]) -> tuple[str | None, str | None]:
+    """Which build ``cmd`` runs (its ``--version`` line: version and package
+    directory) and None; or None and why ``cmd`` is not usable.
+
+    Run, as every command of our service here, from a directory of its own:
+    ``python -m dicom_service.cli`` puts the working directory first on
+    ``sys.path``, so from a checkout it would load that checkout's package
+    whatever ``PYTHONPATH`` names.
+    """
+    with tempfile.TemporaryDirectory(prefix="service-build-") as neutral:
+        try:
+            res = subprocess.run([*cmd, "--version"], capture_output=True, text=True,
+                                 timeout=60, env=peer_env(), cwd=neutral)
+        except (OSError, subprocess.TimeoutExpired) as exc:
+            return None, f"{shlex.join(cmd)} --version: {exc}"
     if res.returncode != 0:
-        return f"{shlex.join(cmd)} --help exited {res.returncode}: {res.stderr.strip()[-500:]}"
-    return None
+        return None, (f"{shlex.join(cmd)} --version exited {res.returncode}: "
+                      f"{res.stderr.strip()[-500:]}")
+    return res.stdout.strip(), None
 
 
 def start_ours(workdir: Path, cmd: list[str]) -> Endpoint:
@@ -198,8 +206,9 @@ def start_ours(workdir: Path, cmd: list[str]) -> Endpoint:
     log = workdir / "service.log"
 
     def cli(*args: str) -> str:
-        res = subprocess.run(
-            [*cmd, *args], capture_output=True, text=True, timeout=120, env=peer_env()
+        res = subprocess.run(  # in workdir: see service_build
+            [*cmd, *args], capture_output=True, text=True, timeout=120, env=peer_env(),
+            cwd=workdir,
         )
         with log.open("a") as fh:
             fh.write(f"$ {shlex.join(args)}\n{res.stdout}{res.stderr}\n")
@@ -228,6 +237,7 @@ def start_ours(workdir: Path, cmd: list[str]) -> Endpoint:
         ],
         log_path=log,
         env=peer_env({"PYTHONUNBUFFERED": "1"}),
+        cwd=workdir,
     )
     try:
         wait_for_http(f"http://{LOOPBACK}:{http_port}/health", timeout=120, proc=proc, log_path=log)
@@ -502,7 +512,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         log(f"disk: {result['env']['disk']}")
         targets = list(args.targets)
         if "ours" in targets:
-            why = check_service_cli(service_cmd)
+            build, why = service_build(service_cmd)
+            result["env"]["ours_build"] = build
+            log(f"ours: {build}")
             if why:
                 log(f"[ours] skipped: {why}")
                 result["errors"]["ours"] = why

@@ -14,6 +14,14 @@ the spread of the quotients says how much a difference is worth.
         --a "env PYTHONPATH=/tmp/a .venv/bin/python -m dicom_service.cli" \\
         --b "env PYTHONPATH=/tmp/b .venv/bin/python -m dicom_service.cli" --rounds 30
 
+Each build's commands run in a directory of their own, never in the caller's
+working directory (``python -m`` would load the package found there first,
+e.g. this checkout's, whatever ``PYTHONPATH`` says). Before the first round
+the script asks each command for ``--version`` (version and the directory its
+package is loaded from), prints both and puts them in its JSON; two commands
+that load the same directory are refused unless ``--same-code`` says that is
+meant (the same code under two settings, or its spread against itself).
+
 Runs inside a private network namespace (re-executes itself under ``unshare
 -n`` as ``ingest.py`` does). The last line printed is one JSON object.
 """
@@ -36,7 +44,13 @@ REPO = Path(__file__).resolve().parents[1]
 if str(REPO) not in sys.path:
     sys.path.insert(0, str(REPO))
 
-from benchmarks.ingest import SIZES, make_series, paired_ratio, start_ours  # noqa: E402
+from benchmarks.ingest import (  # noqa: E402
+    SIZES,
+    make_series,
+    paired_ratio,
+    service_build,
+    start_ours,
+)
 from benchmarks.ingest import send as send_series  # noqa: E402
 from tests.support.peers import ensure_private_netns  # noqa: E402
 
@@ -68,16 +82,36 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     p.add_argument("--seed", type=int, default=1)
     p.add_argument("--workdir", type=Path, default=None, help="parent of the temp dir")
     p.add_argument("--timeout", type=float, default=1800.0, help="per storescu process, seconds")
+    p.add_argument("--same-code", action="store_true",
+                   help="A and B may load the same package directory")
     args = p.parse_args(argv)
     if args.rounds < 1 or args.parallel < 1:
         p.error("--rounds and --parallel must be >= 1")
     return args
 
 
+def builds(commands: dict[str, list[str]], same_code: bool) -> dict[str, str]:
+    """Each command's ``--version`` line; SystemExit if one is not usable,
+    or if both load the same package directory and ``same_code`` is not set."""
+    found: dict[str, str] = {}
+    for name, cmd in commands.items():
+        build, why = service_build(cmd)
+        if build is None:
+            raise SystemExit(f"build {name.upper()}: {why}")
+        found[name] = build
+    if found["a"] == found["b"] and not same_code:
+        raise SystemExit(f"A and B both run {found['a']!r}: nothing to compare "
+                         "(--same-code if that is meant)")
+    return found
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     args = parse_args(argv)
     ensure_private_netns()
     commands = {"a": shlex.split(args.a), "b": shlex.split(args.b)}
+    versions = builds(commands, args.same_code)
+    for name, build in versions.items():
+        print(f"{name.upper()}: {build}", file=sys.stderr, flush=True)
     root = Path(tempfile.mkdtemp(prefix="ingest-ab-", dir=args.workdir))
     try:
         series = make_series(root, args.series, quick=args.quick, seed=args.seed)
@@ -98,7 +132,8 @@ def main(argv: Sequence[str] | None = None) -> int:
                       " instances/s", file=sys.stderr, flush=True)
         result = {"benchmark": "ingest_ab", "series": args.series, "instances": series.n,
                   "parallel": args.parallel, "rounds": args.rounds, "a_cmd": args.a,
-                  "b_cmd": args.b, "finished": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+                  "b_cmd": args.b, "a_build": versions["a"], "b_build": versions["b"],
+                  "finished": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
                   **summary(rates)}
         print(json.dumps(result))
     finally:

@@ -260,11 +260,20 @@ def _data_dir_parent() -> argparse.ArgumentParser:
     return p
 
 
+def _version() -> str:
+    """``dicom-service VERSION from DIRECTORY`` (as ``pip --version``): which
+    build a command runs, e.g. when two checkouts are compared."""
+    import dicom_service
+    return f"dicom-service {dicom_service.__version__} from {Path(dicom_service.__file__).parent}"
+
+
 def build_parser() -> argparse.ArgumentParser:
     common = _data_dir_parent()
     parser = argparse.ArgumentParser(prog="dicom-service", description=__doc__.splitlines()[0]
                                      if __doc__ else None)
     parser.add_argument("-v", "--verbose", action="store_true", help="log at DEBUG level")
+    parser.add_argument("--version", action="version", version=_version(),
+                        help="print the version and where the package is loaded from")
     sub = parser.add_subparsers(dest="command", required=True)
 
     serve = sub.add_parser("serve", parents=[common], help="run the DICOM listener and web server")

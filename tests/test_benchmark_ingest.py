@@ -1,8 +1,11 @@
-"""The ratio arithmetic of ``benchmarks/ingest.py`` and ``benchmarks/ingest_ab.py``
-(their runs take minutes and are not part of the suite; their figures are in
-benchmarks/README.md)."""
+"""The ratio arithmetic of ``benchmarks/ingest.py`` and ``benchmarks/ingest_ab.py``,
+and which build of the service they run (their runs take minutes and are not
+part of the suite; their figures are in benchmarks/README.md)."""
 
 from __future__ import annotations
+
+import sys
+from pathlib import Path
 
 import pytest
 
@@ -61,3 +64,47 @@ def test_the_ab_script_wants_two_commands_and_a_round() -> None:
         ingest_ab.parse_args(["--a", "x"])
     with pytest.raises(SystemExit):
         ingest_ab.parse_args(["--a", "x", "--b", "y", "--rounds", "0"])
+
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def _fake_build(root: Path, label: str) -> list[str]:
+    """A command that runs a stand-in package ``dicom_service`` under ``root``,
+    the way a checkout is compared: ``env PYTHONPATH=ROOT python -m ...``."""
+    package = root / "dicom_service"
+    package.mkdir(parents=True)
+    (package / "__init__.py").write_text("")
+    (package / "cli.py").write_text(f"print('dicom-service {label} from', __file__)\n")
+    return ["env", f"PYTHONPATH={root}", sys.executable, "-m", "dicom_service.cli"]
+
+
+def test_a_build_is_asked_from_a_directory_of_its_own(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    # From the checkout, ``python -m`` would load the checkout's package first,
+    # whatever PYTHONPATH names: the build under test would silently be main.
+    monkeypatch.chdir(REPO)
+    build, why = ingest.service_build(_fake_build(tmp_path / "other", "9.9"))
+    assert why is None
+    assert build == f"dicom-service 9.9 from {tmp_path / 'other' / 'dicom_service' / 'cli.py'}"
+
+
+def test_the_service_tells_its_version_and_where_it_is_loaded_from() -> None:
+    build, why = ingest.service_build([sys.executable, "-m", "dicom_service.cli"])
+    assert why is None
+    assert build == f"dicom-service 0.1.0 from {REPO / 'dicom_service'}"
+
+
+def test_the_ab_script_refuses_to_compare_a_build_with_itself(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.chdir(REPO)
+    a = _fake_build(tmp_path / "a", "1")
+    b = _fake_build(tmp_path / "b", "1")
+    found = ingest_ab.builds({"a": a, "b": b}, same_code=False)
+    assert found["a"].endswith(str(tmp_path / "a" / "dicom_service" / "cli.py"))
+    assert found["b"].endswith(str(tmp_path / "b" / "dicom_service" / "cli.py"))
+    with pytest.raises(SystemExit, match="both run"):
+        ingest_ab.builds({"a": a, "b": a}, same_code=False)
+    assert ingest_ab.builds({"a": a, "b": a}, same_code=True) == {"a": found["a"], "b": found["a"]}
+    with pytest.raises(SystemExit, match=r"build B: .*exited 1"):
+        ingest_ab.builds({"a": a, "b": ["false"]}, same_code=False)
