@@ -143,18 +143,33 @@ def default_workers() -> int:
     return max(1, min(os.cpu_count() or 1, 4))
 
 
-def _spawn_worker(args: argparse.Namespace, settings: Settings,
-                  dicom_fd: int) -> subprocess.Popen[bytes]:
-    """A listener process accepting associations on serve's own DICOM socket."""
-    argv = [sys.executable, "-m", "dicom_service.cli", "dicom-worker",
+def worker_command(args: argparse.Namespace, settings: Settings,
+                   dicom_fd: int) -> tuple[list[str], dict[str, str]]:
+    """How a listener process is started: this interpreter, on the very
+    package this process runs (its directory first on ``PYTHONPATH``, and
+    ``-P``: not the working directory, where ``-m`` would otherwise look
+    first and could find another ``dicom_service``)."""
+    import dicom_service
+    package_root = str(Path(dicom_service.__file__).resolve().parent.parent)
+    argv = [sys.executable, "-P", "-m", "dicom_service.cli", "dicom-worker",
             "--data-dir", str(settings.data_dir), "--ae-title", settings.ae_title,
             "--dicom-host", settings.dicom_host, "--dicom-port", str(settings.dicom_port),
             "--dicom-fd", str(dicom_fd),
             "--http-host", settings.http_host, "--http-port", str(settings.http_port)]
     if args.verbose:
-        argv.insert(3, "--verbose")
+        argv.insert(argv.index("dicom-worker"), "--verbose")
+    env = dict(os.environ)
+    env["PYTHONPATH"] = os.pathsep.join(
+        [package_root, *filter(None, env.get("PYTHONPATH", "").split(os.pathsep))])
+    return argv, env
+
+
+def _spawn_worker(args: argparse.Namespace, settings: Settings,
+                  dicom_fd: int) -> subprocess.Popen[bytes]:
+    """A listener process accepting associations on serve's own DICOM socket."""
+    argv, env = worker_command(args, settings, dicom_fd)
     return subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
-                            pass_fds=(dicom_fd,))
+                            pass_fds=(dicom_fd,), env=env)
 
 
 def _wait_ready(child: subprocess.Popen[bytes], timeout: float = 120.0) -> None:

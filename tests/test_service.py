@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import argparse
 import datetime
 import sqlite3
 import ssl
@@ -20,6 +21,8 @@ from pydicom.uid import ExplicitVRLittleEndian
 from pynetdicom import AE
 from pynetdicom.sop_class import Verification  # type: ignore[attr-defined]
 
+import dicom_service
+from dicom_service import cli
 from dicom_service.app import build_services
 from dicom_service.config import Settings
 from dicom_service.demo import (
@@ -229,3 +232,23 @@ def test_tls_listener(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
         # a plain-TCP peer (DCMTK without TLS) gets no association
         plain = echoscu("127.0.0.1", svc.dicom_port, svc.ae_title, PEER, timeout=5)
         assert plain.returncode != 0
+
+
+def test_listener_processes_run_the_package_serve_runs(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    # Another ``dicom_service`` in the working directory (a second checkout,
+    # or something planted there): ``python -m`` would load it first.
+    planted = tmp_path / "dicom_service"
+    planted.mkdir()
+    (planted / "__init__.py").write_text("")
+    (planted / "cli.py").write_text("print('the planted package')\n")
+    monkeypatch.chdir(tmp_path)
+    settings = Settings(data_dir=tmp_path / "data", server_secret=b"s" * 32)
+    argv, env = cli.worker_command(argparse.Namespace(verbose=True), settings, 7)
+    assert argv[:4] == [sys.executable, "-P", "-m", "dicom_service.cli"]
+    assert argv[4:6] == ["--verbose", "dicom-worker"]
+    assert argv[argv.index("--dicom-fd") + 1] == "7"
+    ran = subprocess.run([*argv[:4], "--version"], env=env, cwd=tmp_path,
+                         capture_output=True, text=True, check=True)
+    package = Path(dicom_service.__file__).resolve().parent
+    assert ran.stdout.strip() == f"dicom-service {dicom_service.__version__} from {package}"
