@@ -146,11 +146,16 @@ def default_workers() -> int:
 def worker_command(args: argparse.Namespace, settings: Settings,
                    dicom_fd: int) -> tuple[list[str], dict[str, str]]:
     """How a listener process is started: this interpreter, on the very
-    package this process runs (its directory first on ``PYTHONPATH``, and
-    ``-P``: not the working directory, where ``-m`` would otherwise look
-    first and could find another ``dicom_service``)."""
+    package this process runs. ``-P``: not from the working directory, where
+    ``-m`` would otherwise look first and could find another
+    ``dicom_service``; and the directory this package came from first on
+    ``PYTHONPATH``, unless it is a site directory (found there anyway; put
+    first, its modules could shadow the standard library's)."""
+    import site
+
     import dicom_service
     package_root = str(Path(dicom_service.__file__).resolve().parent.parent)
+    site_dirs = {str(Path(d).resolve()) for d in site.getsitepackages()}
     argv = [sys.executable, "-P", "-m", "dicom_service.cli", "dicom-worker",
             "--data-dir", str(settings.data_dir), "--ae-title", settings.ae_title,
             "--dicom-host", settings.dicom_host, "--dicom-port", str(settings.dicom_port),
@@ -159,8 +164,9 @@ def worker_command(args: argparse.Namespace, settings: Settings,
     if args.verbose:
         argv.insert(argv.index("dicom-worker"), "--verbose")
     env = dict(os.environ)
-    env["PYTHONPATH"] = os.pathsep.join(
-        [package_root, *filter(None, env.get("PYTHONPATH", "").split(os.pathsep))])
+    if package_root not in site_dirs:
+        env["PYTHONPATH"] = os.pathsep.join(
+            [package_root, *filter(None, env.get("PYTHONPATH", "").split(os.pathsep))])
     return argv, env
 
 

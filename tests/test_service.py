@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import datetime
+import os
 import sqlite3
 import ssl
 import subprocess
@@ -252,3 +253,19 @@ def test_listener_processes_run_the_package_serve_runs(
                          capture_output=True, text=True, check=True)
     package = Path(dicom_service.__file__).resolve().parent
     assert ran.stdout.strip() == f"dicom-service {dicom_service.__version__} from {package}"
+
+
+def test_listener_processes_of_an_installed_package_keep_python_s_own_path(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    # Installed into site-packages (not editable): that directory is found by
+    # the listener anyway; first on PYTHONPATH it would come before the
+    # standard library.
+    root = str(Path(dicom_service.__file__).resolve().parent.parent)
+    monkeypatch.setattr("site.getsitepackages", lambda: [root])
+    monkeypatch.setenv("PYTHONPATH", "/opt/extra")
+    settings = Settings(data_dir=tmp_path / "data", server_secret=b"s" * 32)
+    _, env = cli.worker_command(argparse.Namespace(verbose=False), settings, 7)
+    assert env["PYTHONPATH"] == "/opt/extra"
+    monkeypatch.setattr("site.getsitepackages", lambda: ["/elsewhere"])
+    _, env = cli.worker_command(argparse.Namespace(verbose=False), settings, 7)
+    assert env["PYTHONPATH"] == os.pathsep.join([root, "/opt/extra"])
