@@ -155,7 +155,8 @@ def worker_command(args: argparse.Namespace, settings: Settings,
 
     import dicom_service
     package_root = str(Path(dicom_service.__file__).resolve().parent.parent)
-    site_dirs = {str(Path(d).resolve()) for d in site.getsitepackages()}
+    site_dirs = {str(Path(d).resolve())
+                 for d in [*site.getsitepackages(), site.getusersitepackages()]}
     argv = [sys.executable, "-P", "-m", "dicom_service.cli", "dicom-worker",
             "--data-dir", str(settings.data_dir), "--ae-title", settings.ae_title,
             "--dicom-host", settings.dicom_host, "--dicom-port", str(settings.dicom_port),

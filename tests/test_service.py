@@ -267,5 +267,9 @@ def test_listener_processes_of_an_installed_package_keep_python_s_own_path(
     _, env = cli.worker_command(argparse.Namespace(verbose=False), settings, 7)
     assert env["PYTHONPATH"] == "/opt/extra"
     monkeypatch.setattr("site.getsitepackages", lambda: ["/elsewhere"])
+    monkeypatch.setattr("site.getusersitepackages", lambda: root)  # pip install --user
+    _, env = cli.worker_command(argparse.Namespace(verbose=False), settings, 7)
+    assert env["PYTHONPATH"] == "/opt/extra"
+    monkeypatch.setattr("site.getusersitepackages", lambda: "/home/else")
     _, env = cli.worker_command(argparse.Namespace(verbose=False), settings, 7)
     assert env["PYTHONPATH"] == os.pathsep.join([root, "/opt/extra"])
