@@ -30,6 +30,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import shlex
 import shutil
 import statistics
@@ -61,12 +62,27 @@ def order(round_number: int) -> tuple[str, str]:
     return ("a", "b") if round_number % 2 else ("b", "a")
 
 
+def sign_test(wins: int, losses: int) -> float:
+    """Two-sided sign test: how likely so uneven a split of rounds (or a more
+    uneven one) is when neither build is faster (each round a coin toss)."""
+    n = wins + losses
+    tail = sum(math.comb(n, i) for i in range(min(wins, losses) + 1)) / 2 ** n
+    return min(1.0, 2 * tail)
+
+
 def summary(rates: dict[str, list[float]]) -> dict[str, Any]:
-    """Each build's median and runs (instances/s) and the round-by-round A/B."""
+    """Each build's median and runs (instances/s), the round-by-round A/B, and
+    in how many rounds A was faster, with the sign test's p (rounds with equal
+    rates left out)."""
     out: dict[str, Any] = {
         k: {"median_ips": round(statistics.median(v), 1), "runs_ips": [round(x, 1) for x in v]}
         for k, v in rates.items()}
     out["a/b"] = paired_ratio(out["a"], out["b"])
+    pairs = list(zip(rates["a"], rates["b"], strict=True))
+    wins = sum(a > b for a, b in pairs)
+    losses = sum(a < b for a, b in pairs)
+    out["a_faster"] = {"rounds": wins, "of": len(pairs),
+                       "sign_test_p": round(sign_test(wins, losses), 4)}
     return out
 
 
@@ -135,6 +151,10 @@ def main(argv: Sequence[str] | None = None) -> int:
                   "b_cmd": args.b, "a_build": versions["a"], "b_build": versions["b"],
                   "finished": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
                   **summary(rates)}
+        faster = result["a_faster"]
+        print(f"A/B median {result['a/b']['median']}; A faster in {faster['rounds']} of "
+              f"{faster['of']} rounds (sign test p = {faster['sign_test_p']})",
+              file=sys.stderr, flush=True)
         print(json.dumps(result))
     finally:
         shutil.rmtree(root, ignore_errors=True)

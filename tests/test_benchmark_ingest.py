@@ -55,6 +55,20 @@ def test_the_ab_script_divides_within_each_round() -> None:
     assert result["a"] == {"median_ips": 330.0, "runs_ips": [330.0, 300.0, 360.0]}
     assert result["b"]["median_ips"] == 300.0
     assert result["a/b"] == {"rounds": [1.1, 0.909, 1.2], "median": 1.1}
+    assert result["a_faster"] == {"rounds": 2, "of": 3, "sign_test_p": 1.0}
+
+
+def test_the_ab_script_says_how_likely_its_split_of_rounds_is_by_chance() -> None:
+    # 15 of 20: 2 * (1 + 20 + 190 + 1140 + 4845 + 15504) / 2**20
+    assert ingest_ab.sign_test(15, 5) == pytest.approx(0.0414, abs=1e-4)
+    assert ingest_ab.sign_test(3, 17) == pytest.approx(2 * 1351 / 2 ** 20)
+    assert ingest_ab.sign_test(10, 10) == 1.0
+    assert ingest_ab.sign_test(0, 0) == 1.0
+    result = ingest_ab.summary({"a": [310.0, 300.0, 300.0, 290.0],
+                                "b": [300.0, 300.0, 310.0, 280.0]})
+    assert result["a_faster"] == {"rounds": 2, "of": 4, "sign_test_p": 1.0}  # the tie left out
+    result = ingest_ab.summary({"a": [330.0] * 8, "b": [300.0] * 8})
+    assert result["a_faster"] == {"rounds": 8, "of": 8, "sign_test_p": round(2 / 2 ** 8, 4)}
 
 
 def test_the_ab_script_wants_two_commands_and_a_round() -> None:
