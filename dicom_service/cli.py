@@ -21,6 +21,7 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+import dicom_service
 from dicom_service.config import Settings
 from dicom_service.deidentify import ProfileError, RecipeError
 from dicom_service.errors import ConfigError, Conflict, NotFound
@@ -143,6 +144,11 @@ def default_workers() -> int:
     return max(1, min(os.cpu_count() or 1, 4))
 
 
+def _package_dir() -> Path:
+    """The directory of the ``dicom_service`` package this process runs."""
+    return Path(dicom_service.__file__).resolve().parent
+
+
 def worker_command(args: argparse.Namespace, settings: Settings,
                    dicom_fd: int) -> tuple[list[str], dict[str, str]]:
     """How a listener process is started: this interpreter, on the very
@@ -153,8 +159,7 @@ def worker_command(args: argparse.Namespace, settings: Settings,
     first, its modules could shadow the standard library's)."""
     import site
 
-    import dicom_service
-    package_root = str(Path(dicom_service.__file__).resolve().parent.parent)
+    package_root = str(_package_dir().parent)
     site_dirs = {str(Path(d).resolve())
                  for d in [*site.getsitepackages(), site.getusersitepackages()]}
     argv = [sys.executable, "-P", "-m", "dicom_service.cli", "dicom-worker",
@@ -285,8 +290,7 @@ def _data_dir_parent() -> argparse.ArgumentParser:
 def _version() -> str:
     """``dicom-service VERSION from DIRECTORY`` (as ``pip --version``): which
     build a command runs, e.g. when two checkouts are compared."""
-    import dicom_service
-    return f"dicom-service {dicom_service.__version__} from {Path(dicom_service.__file__).parent}"
+    return f"dicom-service {dicom_service.__version__} from {_package_dir()}"
 
 
 def build_parser() -> argparse.ArgumentParser:
