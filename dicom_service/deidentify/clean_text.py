@@ -14,6 +14,12 @@ ingest only) and collects what that instance itself says identifies someone:
 * addresses (patient, institution, physician, person), the institution and
   department names, the station name, and telephone numbers.
 
+An element counts by its tag, whatever VR it arrived with: a PatientName sent
+as LO, UT or OB (a sender's error, or a converter's) still names a person,
+and a value in a binary VR (OB, UN) is read as text in the data set's
+character set. Otherwise such an instance's own names would stay in its
+cleaned descriptors.
+
 :meth:`TextCleaner.clean` replaces in a text each occurrence of those values,
 matched case- and accent-insensitively (``Ødegård`` also as ``ODEGARD`` and
 ``Oedegaard``; ``Müller`` as ``MUELLER``; Greek and Cyrillic by case folding,
@@ -53,6 +59,8 @@ from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
+from pydicom._dicom_dict import DicomDictionary
+from pydicom.charset import decode_bytes
 from pydicom.dataelem import DataElement, RawDataElement, convert_raw_data_element
 from pydicom.dataset import Dataset
 from pydicom.multival import MultiValue
@@ -313,10 +321,34 @@ def _id_terms(value: object) -> Iterator[tuple[str, str]]:
 
 def _value(ds: Dataset, tag: BaseTag, elem: DataElement | RawDataElement) -> Any:
     """The decoded value, without replacing a raw element in ``ds`` (a raw
-    element is written back as it was read: faster, and unchanged bytes)."""
+    element is written back as it was read: faster, and unchanged bytes).
+    Bytes (an identifying element sent in a binary VR such as OB) are read as
+    text in the data set's character set, values split at backslashes."""
     if isinstance(elem, RawDataElement):
-        return convert_raw_data_element(elem, encoding=ds._character_set, ds=ds).value
-    return elem.value
+        value = convert_raw_data_element(elem, encoding=ds._character_set, ds=ds).value
+    else:
+        value = elem.value
+    if isinstance(value, bytes | bytearray):
+        encodings = ds._character_set  # a codec name, or a list of them
+        text = decode_bytes(bytes(value),
+                            [encodings] if isinstance(encodings, str) else list(encodings),
+                            _TEXT_DELIMITERS)
+        return [v for v in text.split("\\") if v.strip(" \x00")]
+    return value
+
+
+_TEXT_DELIMITERS = {0x5C, 0x5E, 0x3D}  # \ ^ = : where ISO 2022 escapes reset
+
+
+_PN_TAGS: frozenset[int] = frozenset(
+    tag for tag, entry in DicomDictionary.items() if entry[0] == "PN")
+"""Standard tags whose VR is PN in the data dictionary."""
+
+
+def _is_name(tag: int, vr: str) -> bool:
+    """A person name: VR PN on the wire, or a standard tag whose VR is PN in
+    the data dictionary (sent with another VR)."""
+    return vr == "PN" or tag in _PN_TAGS
 
 
 _Terms = Callable[[object], Iterator[tuple[str, str]]]
@@ -346,7 +378,7 @@ def _sources(
                 for item in ds[tag].value or ():
                     yield from _sources(item, depth + 1)
             continue
-        terms = _name_terms if vr == "PN" else _TERMS_BY_TAG.get(t)
+        terms = _name_terms if _is_name(t, vr) else _TERMS_BY_TAG.get(t)
         if terms is not None:
             yield ds, tag, elem, terms
 

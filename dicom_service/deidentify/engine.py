@@ -242,8 +242,10 @@ def walk(
             ds[tag] = DataElement(tag, "SQ", _dummy_code_sequence())
             continue
         if kind == _LOCAL_MEANING:
-            scheme = d.get(_CODING_SCHEME_DESIGNATOR)  # type: ignore[call-overload]
-            if not is_local_scheme(_text(scheme)):
+            # kept only beside a scheme that is named and not local: a meaning
+            # without a designator (or with an empty one) is free text too
+            designator = _text(d.get(_CODING_SCHEME_DESIGNATOR))  # type: ignore[call-overload]
+            if designator and not is_local_scheme(designator):
                 continue
             kind = _LITERAL
         if kind == _DUMMY_ITEMS or kind == _CLEAN_ITEMS:

@@ -36,8 +36,9 @@ class Func(Enum):
     LOCAL_CODE_MEANING = "local_code_meaning"
     """For CodeMeaning: the dummy when the item's CodingSchemeDesignator names
     a local scheme (``99...`` or ``L``, PS3.16 Section 8), whose meanings are
-    free text written on site; otherwise the meaning stays (a standard
-    scheme's meaning is the scheme's own)."""
+    free text written on site, or is empty or absent (a code item without its
+    scheme: nothing says the meaning is not free text); otherwise the meaning
+    stays (a standard scheme's meaning is the scheme's own)."""
 
     DUMMY_CODE = "dummy_code"
     """For a code sequence under action D: one dummy Code Sequence Macro item

@@ -62,10 +62,12 @@ __all__ = ["ENGINE_REVISION", "Option", "Profile", "ProfileError", "ProfileSet",
 
 PROFILES_FILE = "profiles.toml"
 
-ENGINE_REVISION = "1"
+ENGINE_REVISION = "2"
 """Part of every profile hash: bump when the engine's own behaviour changes
 (markers, fallbacks, which UIDs count as registered), so the recorded hash
-identifies what was done, not only the recipe text."""
+identifies what was done, not only the recipe text. 2 (2026-11-26): code
+meanings without a coding scheme are dummied; the text cleaner takes names
+and identifiers by their tag whatever VR they arrive with."""
 
 BASIC_CODE = ("113100", "Basic Application Confidentiality Profile")
 _PIXEL_DATA = 0x7FE00010

@@ -369,20 +369,26 @@ def test_content_sequence_under_d_gets_dummy_content(profile: Profile, p: Pseudo
 
 
 @pytest.mark.parametrize(
-    ("scheme", "kept"), [("99FAKE", False), ("L", False), ("DCM", True), ("SCT", True)]
+    ("scheme", "kept"),
+    [("99FAKE", False), ("L", False), ("DCM", True), ("SCT", True), ("", False), (None, False)],
 )
 def test_local_code_meanings_get_the_dummy(
-    profile: Profile, p: Pseudonymiser, scheme: str, kept: bool
+    profile: Profile, p: Pseudonymiser, scheme: str | None, kept: bool
 ) -> None:
-    """Local schemes' meanings are free text written on site (PS3.16 Section 8)."""
+    """Local schemes' meanings are free text written on site (PS3.16 Section
+    8); so may be a meaning whose item names no scheme (empty or absent)."""
     meaning = "CT chest, requested by Dr Xerxes Bumblethorpe"
     ds = make_ct()
-    ds.ProcedureCodeSequence = Sequence(
-        [item(CodeValue="ZZ-CT-1", CodingSchemeDesignator=scheme, CodeMeaning=meaning)]
-    )
+    code_item = item(CodeValue="ZZ-CT-1", CodeMeaning=meaning)
+    if scheme is not None:
+        code_item.CodingSchemeDesignator = scheme
+    ds.ProcedureCodeSequence = Sequence([code_item])
+    ds.ReferencedImageSequence = Sequence([item(CodeMeaning=meaning)])  # a meaning alone
     data = encode(ds, ImplicitVRLittleEndian)
     for target in (ds, dcmread(io.BytesIO(data))):
         profile.apply(target, p)
         code = target.ProcedureCodeSequence[0]
         assert code.CodeMeaning == (meaning if kept else "ANONYMIZED")
-        assert code.CodeValue == "ZZ-CT-1" and code.CodingSchemeDesignator == scheme
+        assert code.CodeValue == "ZZ-CT-1"
+        assert code.get("CodingSchemeDesignator") == scheme
+        assert target.ReferencedImageSequence[0].CodeMeaning == "ANONYMIZED"

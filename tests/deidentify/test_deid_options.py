@@ -6,12 +6,14 @@ import importlib.util
 import io
 import json
 import shutil
+import struct
 import sys
 from pathlib import Path
 from typing import Any
 
 import pytest
 from pydicom import dcmread, dcmwrite
+from pydicom.datadict import tag_for_keyword
 from pydicom.dataelem import DataElement
 from pydicom.dataset import Dataset, FileMetaDataset
 from pydicom.sequence import Sequence
@@ -270,6 +272,67 @@ def cleaner() -> Any:
 )
 def test_clean_text(text: str, expected: str) -> None:
     assert cleaner().clean(text) == expected
+
+
+def _explicit_element(tag: int, vr: str, value: bytes) -> bytes:
+    """One element in explicit VR little endian, padded to even length."""
+    if len(value) % 2:
+        value += b"\x00" if vr in ("OB", "UN", "UI") else b" "
+    head = struct.pack("<HH2s", tag >> 16, tag & 0xFFFF, vr.encode("ascii"))
+    if vr in ("OB", "OW", "UN", "UT", "UC", "UR", "SQ"):
+        return head + b"\x00\x00" + struct.pack("<I", len(value)) + value
+    return head + struct.pack("<H", len(value)) + value
+
+
+def _cleaned_description(tag: int, vr: str, value: bytes, text: bytes) -> set[str]:
+    """StudyDescription ``text`` of a data set whose element ``tag`` arrives
+    as ``vr`` holding ``value``, after the Clean Descriptors option; with
+    and without an association's cache (one result each, as a set)."""
+    from dicom_service.deidentify.cache import DeidCache
+    from dicom_service.dicom.parse import parse_dataset
+
+    elements = {
+        0x00080005: _explicit_element(0x00080005, "CS", b"ISO_IR 192"),
+        0x00080016: _explicit_element(0x00080016, "UI", CTImageStorage.encode()),
+        0x00080018: _explicit_element(0x00080018, "UI", b"1.2.999.77.3"),
+        0x00081030: _explicit_element(0x00081030, "LO", text),
+        0x0020000D: _explicit_element(0x0020000D, "UI", b"1.2.999.77.1"),
+        0x0020000E: _explicit_element(0x0020000E, "UI", b"1.2.999.77.2"),
+        tag: _explicit_element(tag, vr, value),
+    }
+    raw = b"".join(elements[t] for t in sorted(elements))
+    out = set()
+    for cache in (None, DeidCache()):
+        ds = parse_dataset(raw, ExplicitVRLittleEndian)
+        _CLEANING.apply(ds, P, cache)
+        out.add(str(ds.StudyDescription))
+    return out
+
+
+_CLEANING = load_profiles(PROFILES).active  # the default: Clean Descriptors among its options
+
+
+@pytest.mark.parametrize("vr", ["PN", "LO", "SH", "UT", "LT", "CS", "OB", "UN"])
+@pytest.mark.parametrize("keyword", ["PatientName", "OtherPatientNames",
+                                     "ReferringPhysicianName", "OperatorsName"])
+def test_names_are_cleaned_whatever_vr_they_arrive_with(keyword: str, vr: str) -> None:
+    """A person name sent with another VR than PN (a sender's or a converter's
+    error) is still one of the instance's own names: its descriptors lose it."""
+    assert any(o.name == "clean_descriptors" for o in _CLEANING.options)
+    got = _cleaned_description(tag_for_keyword(keyword), vr, b"Zyxwa^Quenbel",
+                               b"Review of Quenbel Zyxwa, follow-up")
+    assert got == {"Review of [removed], follow-up"}
+
+
+@pytest.mark.parametrize("vr", ["LO", "OB", "UN", "UT"])
+@pytest.mark.parametrize("keyword", ["PatientID", "AccessionNumber", "StudyID",
+                                     "PatientAddress"])
+def test_identifiers_are_cleaned_whatever_vr_they_arrive_with(keyword: str, vr: str) -> None:
+    """The same for identifiers and addresses sent in a binary VR (OB, UN):
+    their bytes are read as text in the data set's character set."""
+    got = _cleaned_description(tag_for_keyword(keyword), vr, "QX-Ødeg-88231".encode(),
+                               "case QX-Ødeg-88231 review".encode())
+    assert got == {"case [removed] review"}
 
 
 def test_clean_value_fits_the_vr() -> None:

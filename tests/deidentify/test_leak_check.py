@@ -11,7 +11,9 @@ import datetime
 import hashlib
 import io
 import json
+import random
 import shutil
+import struct
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -118,6 +120,144 @@ def test_descriptors_are_kept_cleaned(sample: tuple[Path, Path, Manifest]) -> No
     assert after.SeriesDescription == before.SeriesDescription  # nothing to remove
     assert after.StudyDescription.startswith("CT chest for ")
     assert REMOVED in after.StudyDescription
+
+
+# Planted identifiers moved where a sender's mistakes or a hostile sender put
+# them: another VR on the wire, inside an item of a sequence the profile keeps
+# (and walks), inside such a sequence sent as UN (implicit VR items, defined
+# or undefined length). Only elements whose tag the profile acts on are moved:
+# a tag it keeps by design (a TextValue outside its content tree) is no leak.
+
+_WIRE_VRS = ("UN", "OB", "UT", "LT", "ST", "LO", "SH", "UC", "CS", "PN")
+_KEPT_SEQUENCES = (0x00081140, 0x00081115, 0x00081250, 0x00089121, 0x00400275, 0x00540016)
+_MUTATIONS = ("vr", "nest", "nest_un", "vr_and_nest")
+
+
+def _encoded(ds: Dataset, implicit: bool, charset: Any = None) -> bytes:
+    """``ds`` encoded; an item with its parent's ``charset``."""
+    from pydicom.filebase import DicomBytesIO
+    from pydicom.filewriter import write_dataset
+
+    buf = DicomBytesIO()
+    buf.is_little_endian, buf.is_implicit_VR = True, implicit
+    if charset is None:
+        write_dataset(buf, ds)
+    else:
+        write_dataset(buf, ds, parent_encoding=[charset] if isinstance(charset, str)
+                      else list(charset))
+    return buf.getvalue()
+
+
+def _explicit_with(raw: bytes, tag: int, element: bytes) -> bytes | None:
+    """``element`` inserted in tag order among the top-level elements of an
+    explicit VR little endian data set (``None`` if an undefined length
+    before its place cannot be stepped over)."""
+    pos = 0
+    while pos + 8 <= len(raw):
+        group, number, vr = struct.unpack_from("<HH2s", raw, pos)
+        if (group << 16 | number) > tag:
+            return raw[:pos] + element + raw[pos:]
+        if vr in (b"OB", b"OW", b"OF", b"OD", b"OL", b"OV", b"SQ", b"UT", b"UN", b"UC",
+                  b"UR", b"SV", b"UV"):
+            length, head = struct.unpack_from("<I", raw, pos + 8)[0], 12
+        else:
+            length, head = struct.unpack_from("<H", raw, pos + 6)[0], 8
+        if length == 0xFFFFFFFF:
+            return None
+        pos += head + length
+    return raw + element
+
+
+def _carriers(ds: Dataset, needles: list[bytes], path: tuple[tuple[int, int], ...] = ()
+              ) -> Iterator[tuple[tuple[tuple[int, int], ...], int]]:
+    """Where (item path, tag) an element the profile acts on holds a needle."""
+    plan = ACTIVE._plan
+    assert plan is not None
+    for elem in ds:
+        if elem.VR == "SQ":
+            for index, child in enumerate(elem.value):
+                yield from _carriers(child, needles, (*path, (int(elem.tag), index)))
+            continue
+        if elem.tag.is_private or plan.op(int(elem.tag), elem.VR).kind == 0:  # 0: KEEP
+            continue
+        value = elem.value
+        data = value if isinstance(value, bytes) else str(value).encode("utf-8", "replace")
+        if any(n in data for n in needles):
+            yield path, int(elem.tag)
+
+
+def test_moved_and_mistyped_identifiers_do_not_survive(
+        sample: tuple[Path, Path, Manifest], monkeypatch: pytest.MonkeyPatch) -> None:
+    import pydicom.config
+
+    # as the service runs pydicom (app._quiet_pydicom): a value invalid for
+    # the VR it was given is taken as it is, without a warning quoting it
+    for mode in ("reading_validation_mode", "writing_validation_mode"):
+        monkeypatch.setattr(pydicom.config.settings, mode, pydicom.config.IGNORE)
+    from dicom_service.deidentify.cache import DeidCache
+    from dicom_service.dicom.parse import parse_dataset
+    from dicom_service.dicom.part10 import encode_instance
+
+    src, _, manifest = sample
+    needles: dict[str, list[bytes]] = {}
+    for entry in manifest.planted:
+        if entry["kind"] == "element":
+            for path in entry["files"]:
+                needles.setdefault(path, []).append(entry["value"].encode(entry["encoding"]))
+    files = [f for f in manifest.files if f["path"] in needles
+             and f["transfer_syntax_uid"] in (ExplicitVRLittleEndian, "1.2.840.10008.1.2")]
+    rng = random.Random(20261126)
+    done: dict[str, int] = dict.fromkeys(_MUTATIONS, 0)
+    leaks = []
+    for _ in range(400):
+        entry = rng.choice(files)
+        ds = dcmread(src / entry["path"])
+        ts = str(ds.file_meta.TransferSyntaxUID)
+        implicit = ts != ExplicitVRLittleEndian
+        places = list(_carriers(ds, needles[entry["path"]]))
+        if not places:
+            continue
+        path, tag = rng.choice(places)
+        holder = ds
+        for sequence, index in path:
+            holder = holder[sequence].value[index]
+        elem = holder[tag]
+        value = elem.value if isinstance(elem.value, bytes) else str(elem.value).encode("utf-8")
+        mutation = rng.choice(_MUTATIONS if not implicit else ("nest",))
+        if mutation in ("vr", "vr_and_nest"):
+            vr = rng.choice(_WIRE_VRS)
+            holder[tag] = DataElement(tag, vr, value if vr in ("UN", "OB")
+                                      else value.decode("utf-8", "replace"))
+        into = rng.choice(_KEPT_SEQUENCES)
+        if mutation in ("nest", "vr_and_nest"):
+            copy = Dataset()
+            copy[tag] = holder[tag]
+            ds.add(DataElement(into, "SQ", Sequence([copy])))
+        raw = _encoded(ds, implicit)
+        if mutation == "nest_un":  # the item written in implicit VR, under UN
+            copy = Dataset()
+            copy[tag] = holder[tag]
+            inner = _encoded(copy, True, ds.get("SpecificCharacterSet", "ISO_IR 6"))
+            items = b"\xfe\xff\x00\xe0" + struct.pack("<I", len(inner)) + inner
+            head = struct.pack("<HH", into >> 16, into & 0xFFFF) + b"UN\x00\x00"
+            if rng.random() < 0.5:
+                element = head + struct.pack("<I", len(items)) + items
+            else:
+                element = head + b"\xff\xff\xff\xff" + items + b"\xfe\xff\xdd\xe0" + bytes(4)
+            spliced = _explicit_with(raw, into, element)
+            if spliced is None:
+                continue
+            raw = spliced
+        out = parse_dataset(raw, ts)  # as the listener reads it
+        out.file_meta = FileMetaDataset()
+        out.file_meta.TransferSyntaxUID = UID(ts)
+        ACTIVE.apply(out, pseudonymiser(entry["patient_id"], entry["issuer"]), DeidCache())
+        written = encode_instance(out, str(out.file_meta.TransferSyntaxUID)).data
+        done[mutation] += 1
+        if any(n in written for n in needles[entry["path"]]):
+            leaks.append(f"{mutation} ({tag:08X}) from {entry['path']} into {into:08X}")
+    assert min(done.values()) >= 40, done
+    assert leaks == []
 
 
 # ---------------------------------------------------------------------------
