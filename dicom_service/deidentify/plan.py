@@ -89,6 +89,24 @@ CLEANABLE_VRS = frozenset({"AE", "LO", "LT", "SH", "ST", "UC", "UT"})
 the VRs of elements no rule names that are cleaned instead of dummied)."""
 
 
+def _standard_vr(tag: int) -> str | None:
+    """pydicom's data dictionary VR of a tag (``None`` if unknown)."""
+    try:
+        return str(dictionary_VR(tag))
+    except KeyError:
+        return None
+
+
+def _walkable(op: Op, tag: int) -> Op:
+    """``op``, unless it keeps a sequence that did not arrive as one (a
+    dictionary SQ sent as OB, LO, ...): its items cannot be walked, so the
+    rules could not reach what they hold; it is removed instead. (Sent as UN,
+    it is read as the sequence it is: PS3.5 Section 6.2.2.)"""
+    if op.kind == Kind.KEEP and op.vr != "SQ" and _standard_vr(tag) == "SQ":
+        return Op(Kind.REMOVE, op.raw_vr, op.vr, rule="unwalkable_sequence")
+    return op
+
+
 def effective_vr(tag: int, vr: str | None) -> str:
     """The VR the plan resolves against: the element's own VR, or the data
     dictionary's when the element was read as implicit VR (``None``) or as UN
@@ -352,8 +370,12 @@ class Plan:
                         rule = candidate
                         break
             if rule is not None:
-                return _op_for(rule, layer.source, raw_vr, vr)
-        return Op(Kind.KEEP, raw_vr, vr, recurse=vr == "SQ", default=True)
+                return _walkable(_op_for(rule, layer.source, raw_vr, vr), tag)
+        if _standard_vr(tag) is None:
+            # a standard tag this engine does not know (a newer edition's, or
+            # invented): nothing says what it holds, so it cannot be assessed
+            return Op(Kind.REMOVE, raw_vr, vr, rule="unknown_element")
+        return _walkable(Op(Kind.KEEP, raw_vr, vr, recurse=vr == "SQ", default=True), tag)
 
     def _resolve_private(self, tag: int, raw_vr: str | None, vr: str, creator: str | None) -> Op:
         """With ``remove_private``: only rules naming private elements explicitly

@@ -298,6 +298,47 @@ def test_unknown_un_element_is_removed(profile: Profile, p: Pseudonymiser) -> No
     assert 0x00201234 not in back
 
 
+@pytest.mark.parametrize("vr", ["LO", "UT", "SH", "OB"])
+def test_standard_tags_unknown_to_the_dictionary_are_removed(
+    profile: Profile, p: Pseudonymiser, vr: str
+) -> None:
+    """An even-group tag the data dictionary does not know (a newer edition's,
+    or invented) cannot be assessed, whatever VR it comes with: removed, and
+    the rule says why."""
+    ds = make_ct()
+    ds.add(DataElement(0x00081234, vr, b"Bumblethorpe" if vr == "OB" else "Bumblethorpe"))
+    ds.add(DataElement(0x00201236, "SQ", Sequence([item(PatientName="Nested^Name")])))
+    back = dcmread(io.BytesIO(encode(ds, ExplicitVRLittleEndian)))
+    assert back[0x00081234].VR == vr
+    assert profile._plan is not None
+    assert profile._plan.op(0x00081234, vr).rule == "unknown_element"
+    profile.apply(back, p)
+    assert 0x00081234 not in back and 0x00201236 not in back
+
+
+@pytest.mark.parametrize("vr", ["OB", "LO", "UT"])
+def test_a_sequence_that_did_not_arrive_as_one_is_removed(
+    profile: Profile, p: Pseudonymiser, vr: str
+) -> None:
+    """Referenced Image Sequence is kept and walked; sent with another VR than
+    SQ (or UN) its items cannot be read, so nothing in them could be
+    de-identified: it goes."""
+    ct = make_ct()
+    ds = dcmread(io.BytesIO(encode(ct, ExplicitVRLittleEndian)))
+    tag = BaseTag(0x00081140)
+    value = b"Doe^Jane ST-NODE-1 " if vr != "OB" else b"Doe^Jane\x00"
+    ds._dict[tag] = RawDataElement(tag, vr, len(value), value, 0, False, True)
+    out = io.BytesIO()
+    dcmwrite(out, ds, enforce_file_format=True)
+    back = dcmread(io.BytesIO(out.getvalue()))
+    assert back._dict[tag].VR == vr
+    profile.apply(back, p)
+    assert tag not in back
+    assert profile._plan is not None
+    assert profile._plan.op(0x00081140, vr).rule == "unwalkable_sequence"
+    assert profile._plan.op(0x00081140, "SQ").kind == 0  # kept (and walked) as SQ
+
+
 def test_dates_get_the_dummy(profile: Profile, p: Pseudonymiser) -> None:
     ds = make_ct()
     ds.InstanceCreationDate = "20240315"  # X/D -> dummy
