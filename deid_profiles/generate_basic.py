@@ -57,6 +57,7 @@ from pathlib import Path
 from typing import Any
 
 from pydicom._dicom_dict import DicomDictionary
+from pydicom.datadict import keyword_dict
 
 from dicom_service.deidentify.dummies import DUMMIES, ITEM_DUMMY_VRS
 
@@ -82,6 +83,13 @@ PATTERN_RULES: dict[str, str] = {
 CLASS_UID_KEYWORD = re.compile(
     r"(SOPClass|SOPClasses|TransferSyntax|ImplementationClass|CodingScheme)"
     r"|^(ContextUID|MappingResourceUID)$"
+)
+
+# Addresses (VR UR) of the sending site's systems, not rows of Table E.1-1.
+SOURCE_ADDRESSES = (
+    "RetrieveURL", "RetrieveURI", "StoredInstanceBaseURI", "FolderAccessURI",
+    "FileAccessURI", "FilenameInContainer", "StorageURL", "PixelDataProviderURL",
+    "ContactURI",
 )
 
 FILE_META_REMOVALS = (
@@ -253,6 +261,16 @@ def render(table_bytes: bytes) -> str:
         "# are free text written on site (a procedure 'requested by Dr X'): they get the\n"
         "# dummy. Meanings of standard schemes (DCM, SCT, LN, ...) are the scheme's own.\n"
         "REPLACE (0008,0104) func:local_code_meaning\n"
+        "# Addresses of the sending site's systems (VR UR: retrieve, storage, file and\n"
+        "# JPIP locations, contacts): they name its hosts and embed original UIDs, and\n"
+        "# point nowhere once the instance is de-identified.\n"
+    )
+    for keyword in SOURCE_ADDRESSES:
+        tag = keyword_dict[keyword]
+        text = f"({tag >> 16:04X},{tag & 0xFFFF:04X})"
+        if text not in listed:
+            out.append(f"# {text} {DicomDictionary[tag][2]}\nREMOVE {text}\n")
+    out.append(
         "# Elements of unknown VR (UN after the data dictionary was consulted): their\n"
         "# content cannot be inspected, so it cannot be cleaned.\n"
         "REMOVE select:VR:UN\n"

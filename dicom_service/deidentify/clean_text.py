@@ -24,8 +24,11 @@ cleaned descriptors.
 matched case- and accent-insensitively (``Ødegård`` also as ``ODEGARD`` and
 ``Oedegaard``; ``Müller`` as ``MUELLER``; Greek and Cyrillic by case folding,
 accents removed), identifiers also with other separators (``NOODG5581``),
-plus patterns: e-mail addresses, telephone numbers, dates (numeric forms and
-day/month-name/year in several languages), a title followed by capitalised
+plus patterns: UIDs (dotted numbers of four components or more as PS3.5
+Section 9 writes them, or ``2.25.`` and a large integer: an original UID
+in a comment links the instance to its source), e-mail addresses,
+telephone numbers, dates (numeric forms and day/month-name/year in several
+languages), a title followed by capitalised
 words (``Dr Jane Doe``), and a capitalised word right before a family name or
 right after a given name found in the text (a relative's first name: ``Eirik
 Ødegård``). Each hit becomes :data:`REMOVED`.
@@ -159,6 +162,11 @@ _MONTHS = (
     r"januar|februar|märz|maerz|juni|juli|oktober|dezember|desember|mars|juin|"
     r"gennaio|enero"
 )
+# a UID (PS3.5 Section 9.1: components of digits without leading zeros,
+# separated by dots) of four components or more (1.2.840.10008...), or one
+# derived from a UUID (2.25. and a large integer, PS3.5 Annex B.2)
+_UID_RE = re.compile(
+    r"(?<![\w.])(?:[0-2](?:\.(?:0|[1-9]\d*)){3,}|2\.25\.[1-9]\d{5,})(?![\w]|\.\d)")
 _DATE_RES = (
     re.compile(r"(?<![\w.])\d{4}[-./]\d{1,2}[-./]\d{1,2}(?![\w]|\.\d)"),
     re.compile(r"(?<![\w.])\d{1,2}[-./]\d{1,2}[-./](?:\d{4}|\d{2})(?![\w]|\.\d)"),
@@ -482,7 +490,7 @@ class TextCleaner:
 
     def _hits(self, text: str) -> list[_Hit]:
         hits: list[_Hit] = []
-        for regex in (_EMAIL_RE, *_PHONE_RES, *_DATE_RES):
+        for regex in (_UID_RE, _EMAIL_RE, *_PHONE_RES, *_DATE_RES):
             hits.extend(_Hit(m.start(), m.end(), frozenset({"pattern"}))
                         for m in regex.finditer(text))
         for m in _TITLE_RE.finditer(text):

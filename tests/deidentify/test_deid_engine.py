@@ -192,7 +192,7 @@ def test_markers(deidentified: bytes, profile: Profile) -> None:
     ds = dcmread(io.BytesIO(deidentified))
     assert ds.PatientIdentityRemoved == "YES"
     method = list(ds.DeidentificationMethod)
-    assert method == ["dicom_service profile basic v1", f"sha256 {profile.sha256[:16]}"]
+    assert method == ["dicom_service profile basic v2", f"sha256 {profile.sha256[:16]}"]
     assert all(len(m) <= 64 for m in method)
     codes = ds.DeidentificationMethodCodeSequence
     assert [(c.CodeValue, c.CodingSchemeDesignator, c.CodeMeaning) for c in codes] == [

@@ -260,6 +260,9 @@ def cleaner() -> Any:
         ("seen 5 September 2024, 20240905", "seen [removed], [removed]"),
         ("lives at Fjordveien 42", "lives at [removed]"),
         ("acc ACC-31415", "acc [removed]"),
+        ("compare 1.2.826.0.1.3680043.10.1234.77.1 (prior)", "compare [removed] (prior)"),
+        ("see 2.25.339723123456789012345.", "see [removed]."),
+        ("protocol v1.2.3, 1.5 mm, host 10.0.0.1", "protocol v1.2.3, 1.5 mm, host 10.0.0.1"),
         ("CT thorax 2.5 mm, 120 kV, W 400 L 40", "CT thorax 2.5 mm, 120 kV, W 400 L 40"),
         ("T2 TSE tra 3.0 x 3.0 x 5.0", "T2 TSE tra 3.0 x 3.0 x 5.0"),
         # capitals that are modalities or diagnoses, not titles

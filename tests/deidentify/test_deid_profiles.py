@@ -47,7 +47,7 @@ def test_repository_profiles_load() -> None:
     assert profiles.names() == ["basic", "basic-pixels", "default"]
     assert profiles.active is profiles.get("default")
     basic = profiles.get("basic")
-    assert (basic.name, basic.version) == ("basic", "1")
+    assert (basic.name, basic.version) == ("basic", "2")
     assert len(basic.sha256) == 64 and int(basic.sha256, 16) >= 0
     with pytest.raises(KeyError, match="no profile named 'nope'"):
         profiles.get("nope")

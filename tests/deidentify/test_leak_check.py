@@ -273,6 +273,36 @@ def test_moved_and_mistyped_identifiers_do_not_survive(
     assert leaks == []
 
 
+def test_original_uids_in_text_and_addresses_do_not_survive(
+        sample: tuple[Path, Path, Manifest], tmp_path: Path) -> None:
+    """A sender's comments and descriptions may quote UIDs (a prior study to
+    compare with), and its retrieve addresses embed them: no original UID
+    survives in either (Clean Descriptors removes UIDs from text; the
+    sending site's addresses are removed)."""
+    src, _, manifest = sample
+    originals = [u.encode("ascii") for u in manifest.original_uids]
+    firsts = {f["label"]: f for f in manifest.files}  # one file of each kind
+    leaks = []
+    for entry in firsts.values():
+        ds = dcmread(src / entry["path"])
+        study, sop = ds.StudyInstanceUID, ds.SOPInstanceUID
+        ds.StudyDescription = f"compare with {study}"[:64]
+        ds.ImageComments = f"prior {sop}, series {ds.SeriesInstanceUID}"
+        ds.RetrieveURL = f"https://pacs.example/dicom-web/studies/{study}"
+        ds.ReferencedSeriesSequence = Sequence([Dataset()])
+        ds.ReferencedSeriesSequence[0].RetrieveURI = f"https://pacs.example/wado?st={study}"
+        ds.ReferencedSeriesSequence[0].SeriesInstanceUID = ds.SeriesInstanceUID
+        ACTIVE.apply(ds, pseudonymiser(entry["patient_id"], entry["issuer"]))
+        out = tmp_path / "out.dcm"
+        ds.save_as(out)
+        data = searchable_bytes(out)
+        leaks += [f"{entry['label']}: an original UID" for u in originals if u in data]
+        assert "RetrieveURL" not in ds and "RetrieveURI" not in ds.ReferencedSeriesSequence[0]
+        assert REMOVED in ds.ImageComments, entry["label"]
+    assert len(firsts) >= 5
+    assert leaks == []
+
+
 # ---------------------------------------------------------------------------
 # 2. Markers
 
