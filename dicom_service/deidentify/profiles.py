@@ -67,9 +67,9 @@ ENGINE_REVISION = "2"
 (markers, fallbacks, which UIDs count as registered), so the recorded hash
 identifies what was done, not only the recipe text. 2 (2026-11-26): code
 meanings without a coding scheme are dummied; the text cleaner takes names
-and identifiers by their tag whatever VR they arrive with; standard tags
-unknown to the data dictionary, and sequences that did not arrive as SQ or
-UN, are removed."""
+and identifiers by their tag whatever VR they arrive with, and removes UIDs;
+standard tags unknown to the data dictionary, and sequences that did not
+arrive as SQ or UN, are removed."""
 
 BASIC_CODE = ("113100", "Basic Application Confidentiality Profile")
 _PIXEL_DATA = 0x7FE00010
