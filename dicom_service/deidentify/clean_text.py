@@ -28,10 +28,10 @@ plus patterns: UIDs (dotted numbers of four components or more as PS3.5
 Section 9 writes them, or ``2.25.`` and a large integer: an original UID
 in a comment links the instance to its source), e-mail addresses,
 telephone numbers, dates (numeric forms and day/month-name/year in several
-languages), a title followed by capitalised
-words (``Dr Jane Doe``), and a capitalised word right before a family name or
-right after a given name found in the text (a relative's first name: ``Eirik
-Ødegård``). Each hit becomes :data:`REMOVED`.
+languages), a title followed by capitalised words (``Dr Jane Doe``), and a
+capitalised word right before a family name or right after a given name
+found in the text (a relative's first name: ``Eirik Ødegård``). Each hit
+becomes :data:`REMOVED`.
 
 What it does NOT catch (documented in ``deid_profiles/README.md``): names and
 identifiers that occur nowhere else in the instance (a relative's full name

@@ -26,7 +26,7 @@ safe reading, never a pass-through.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, replace
 from enum import IntEnum
 
@@ -89,20 +89,12 @@ CLEANABLE_VRS = frozenset({"AE", "LO", "LT", "SH", "ST", "UC", "UT"})
 the VRs of elements no rule names that are cleaned instead of dummied)."""
 
 
-def _standard_vr(tag: int) -> str | None:
-    """pydicom's data dictionary VR of a tag (``None`` if unknown)."""
-    try:
-        return str(dictionary_VR(tag))
-    except KeyError:
-        return None
-
-
 def _walkable(op: Op, tag: int) -> Op:
     """``op``, unless it keeps a sequence that did not arrive as one (a
     dictionary SQ sent as OB, LO, ...): its items cannot be walked, so the
     rules could not reach what they hold; it is removed instead. (Sent as UN,
     it is read as the sequence it is: PS3.5 Section 6.2.2.)"""
-    if op.kind == Kind.KEEP and op.vr != "SQ" and _standard_vr(tag) == "SQ":
+    if op.kind == Kind.KEEP and op.vr != "SQ" and _dictionary_vr(tag) == "SQ":
         return Op(Kind.REMOVE, op.raw_vr, op.vr, rule="unwalkable_sequence")
     return op
 
@@ -273,8 +265,10 @@ def _compile_layer(recipe: Recipe, dictionary_vrs: dict[int, str]) -> _Layer:
     return _Layer(recipe.source, exact, tuple(others))
 
 
-def _dictionary_vr(tag: int, extra: dict[int, str]) -> str | None:
-    if tag in extra:
+def _dictionary_vr(tag: int, extra: Mapping[int, str] | None = None) -> str | None:
+    """The data dictionary's VR of a standard tag, or of one ``extra`` names
+    (``None`` for private and unknown tags)."""
+    if extra is not None and tag in extra:
         return extra[tag]
     if (tag >> 16) & 1:
         return None
@@ -371,7 +365,7 @@ class Plan:
                         break
             if rule is not None:
                 return _walkable(_op_for(rule, layer.source, raw_vr, vr), tag)
-        if _standard_vr(tag) is None:
+        if not (tag >> 16) & 1 and _dictionary_vr(tag) is None:
             # a standard tag this engine does not know (a newer edition's, or
             # invented): nothing says what it holds, so it cannot be assessed
             return Op(Kind.REMOVE, raw_vr, vr, rule="unknown_element")

@@ -26,6 +26,7 @@ from pydicom.uid import (
 )
 
 from dicom_service.deidentify import Profile, Pseudonymiser, derive_date_shift, load_profiles
+from dicom_service.deidentify.plan import Kind
 
 ROOT = Path(__file__).resolve().parents[2]
 PROFILES = ROOT / "deid_profiles"
@@ -336,7 +337,7 @@ def test_a_sequence_that_did_not_arrive_as_one_is_removed(
     assert tag not in back
     assert profile._plan is not None
     assert profile._plan.op(0x00081140, vr).rule == "unwalkable_sequence"
-    assert profile._plan.op(0x00081140, "SQ").kind == 0  # kept (and walked) as SQ
+    assert profile._plan.op(0x00081140, "SQ").kind == Kind.KEEP  # and walked, as SQ
 
 
 def test_dates_get_the_dummy(profile: Profile, p: Pseudonymiser) -> None:

@@ -16,6 +16,7 @@ from dicom_service.deidentify import (
     RecipeError,
     load_profiles,
 )
+from dicom_service.deidentify.plan import Kind
 
 ROOT = Path(__file__).resolve().parents[2]
 PROFILES = ROOT / "deid_profiles"
@@ -216,3 +217,18 @@ def test_literals_for_binary_numbers_respect_byte_order(tmp_path: Path, read_bac
     out = io.BytesIO()
     dcmwrite(out, ds, enforce_file_format=True)
     assert dcmread(io.BytesIO(out.getvalue())).RegionFlags == 7
+
+
+def test_unknown_private_elements_follow_remove_private(tmp_path: Path) -> None:
+    """The engine removes standard tags no dictionary knows; a private tag is
+    not one of them: with ``remove_private = false`` and no rule naming it,
+    it stays (basic.dicom's own rule for odd groups is left out here)."""
+    toml = BASE + "[profiles.basic.parameters]\nremove_private = false\n"
+    text = (PROFILES / "basic.dicom").read_text(encoding="utf-8").replace(
+        "REMOVE contains:^[0-9a-f]{3}[13579bdf][0-9a-f]{4}$\n", "")
+    write(tmp_path, toml)
+    (tmp_path / "basic.dicom").write_text(text, encoding="utf-8")
+    plan = load_profiles(tmp_path).active._plan
+    assert plan is not None
+    assert plan.op(0x00091010, "LO").kind == Kind.KEEP
+    assert plan.op(0x00081234, "LO").rule == "unknown_element"

@@ -28,6 +28,7 @@ from pydicom.uid import UID, CTImageStorage, ExplicitVRLittleEndian
 from dicom_service.deidentify import Profile, Pseudonymiser, derive_date_shift, load_profiles
 from dicom_service.deidentify.clean_text import REMOVED
 from dicom_service.deidentify.engine import REGISTERED_UIDS
+from dicom_service.deidentify.plan import Kind
 from dicom_service.deidentify.pseudonyms import shift_da, shift_dt
 from sample_data.generate import Manifest, generate, searchable_bytes
 
@@ -180,7 +181,7 @@ def _carriers(ds: Dataset, needles: list[bytes], path: tuple[tuple[int, int], ..
             for index, child in enumerate(elem.value):
                 yield from _carriers(child, needles, (*path, (int(elem.tag), index)))
             continue
-        if elem.tag.is_private or plan.op(int(elem.tag), elem.VR).kind == 0:  # 0: KEEP
+        if elem.tag.is_private or plan.op(int(elem.tag), elem.VR).kind == Kind.KEEP:
             continue
         value = elem.value
         data = value if isinstance(value, bytes) else str(value).encode("utf-8", "replace")
